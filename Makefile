@@ -1,0 +1,37 @@
+# Two entry points: `make run` (the main job on the embedded CPU default) and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint lock venv clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# CPU torch first, with pip: the machines carry a local wheel of exactly this version.
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0 uv
+	# Everything else from the committed lock, resolved by uv (pip's resolver backtracks for minutes).
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/spg demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Re-resolve the pins (needs the registries). torch resolves against the local CPU wheel (so no CUDA
+# packages get pinned) and is left out of the lock: it is installed first with pip.
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --find-links /opt/wheels --no-emit-package torch -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache
