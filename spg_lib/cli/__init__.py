@@ -14,6 +14,8 @@ import sys
 # sub-command name -> module under spg_lib.cli
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "sft": "sft",
+    "train": "train",
     "bench": "bench",
     "evaluate": "evaluate",
     "score": "score",

@@ -1,0 +1,141 @@
+"""Run-level entry points behind `spg sft` and `spg train`: load, train, save, evaluate.
+
+These are the I/O edges around the pure pieces (``sft``, ``trainer``): they read configuration,
+load data and models, write checkpoints atomically and return plain dicts of results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spg_lib.algos import AlgoConfig
+from spg_lib.training.config import TrainConfig
+from spg_lib.training.prompts import compact_prompt, sft_response
+from spg_lib.training.sft import SFTConfig, build_sft_batch, train_sft
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTRunConfig:
+    """`spg sft`: masked-diffusion SFT of a (tiny) model on a task's training split."""
+
+    model: str = "builtin:tiny"
+    task: str = "sudoku"
+    train_data: str = "data/sudoku/train.jsonl"
+    n_train: int | None = None
+    prompt_style: str = "compact"
+    out_dir: str = "runs/sft"
+    sft: SFTConfig = dataclasses.field(default_factory=SFTConfig)
+
+    def __post_init__(self) -> None:
+        if self.prompt_style not in ("paper", "compact"):
+            raise ValueError(f"sft.prompt_style must be paper or compact, got {self.prompt_style!r}")
+        if self.n_train is not None and self.n_train < 1:
+            raise ValueError(f"sft.n_train must be >= 1, got {self.n_train}")
+
+
+def prompt_function(task, style: str, *, evaluation: bool = False):
+    """example -> user-message content for ``style`` (paper prompts: train or eval variant)."""
+    if style == "compact":
+        return lambda ex: compact_prompt(task.name, ex)
+    return task.eval_prompt if evaluation else task.train_prompt
+
+
+def load_examples(task, source: str, split: str = "train", limit: int | None = None) -> list[dict]:
+    examples = task.load_split(source, split)
+    if not examples:
+        raise ValueError(f"{source}: no {split} examples")
+    return examples[:limit] if limit else examples
+
+
+def save_model_dir(model, tokenizer, out: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """save_pretrained model + tokenizer into ``out`` atomically (tmp dir, then rename)."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if extra:
+        (tmp / "spg_run.json").write_text(json.dumps(extra, indent=2, default=str))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def run_sft(cfg: SFTRunConfig, log=print) -> dict[str, Any]:
+    from spg_lib.models import load_model, load_tokenizer
+    from spg_lib.tasks.registry import get_task
+
+    task = get_task(cfg.task)
+    examples = load_examples(task, cfg.train_data, "train", cfg.n_train)
+    model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
+    prompt = prompt_function(task, cfg.prompt_style)
+    ids, att, resp = build_sft_batch(tokenizer, [prompt(e) for e in examples],
+                                     [sft_response(task.name, e) for e in examples])
+    log(f"sft: {len(examples)} examples, sequence length {ids.shape[1]}, {cfg.sft.steps} steps")
+    history = train_sft(model, ids, att, resp, int(tokenizer.mask_token_id), cfg.sft,
+                        log=lambda row: log(f"  step {row['step']:5d}  loss {row['loss']:.4f}  "
+                                            f"{row['elapsed_s']:.0f}s"))
+    out = save_model_dir(model, tokenizer, Path(cfg.out_dir) / "model",
+                         {"sft": dataclasses.asdict(cfg), "history": history})
+    return {"model_dir": str(out), "history": history}
+
+
+def wrap_lora(model, lora) -> torch.nn.Module:
+    """Attach a LoRA adapter (peft) when enabled; otherwise every parameter trains."""
+    if not lora.enabled:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    # Expand short names to full paths inside the transformer blocks: LLaDA calls both the MLP down
+    # projection and the output head `ff_out`, and the head must stay frozen (the chunked likelihood reads
+    # its weight directly). Note the official SPG list names Llama modules (o_proj, gate_proj, down_proj):
+    # on LLaDA only q/k/v/up_proj of it match.
+    names = [n for n, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)]
+    short = {n.rsplit(".", 1)[-1] for n in names}
+    missing = [t for t in lora.target_modules if t not in short]
+    if missing:
+        raise ValueError(f"train.lora.target_modules {missing} not found in the model (linear layers: "
+                         f"{sorted(short)})")
+    targets = [n for n in names if n.rsplit(".", 1)[-1] in lora.target_modules and ".blocks." in f".{n}"]
+    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                            target_modules=targets))
+
+
+def run_train(cfg: TrainConfig, *, resume: bool = False, accelerator=None, progress: bool = True,
+              examples: list[dict] | None = None, task=None) -> dict[str, Any]:
+    """Load model/tokenizer/data, run the RL trainer, save the final model; returns the metric history."""
+    from spg_lib.models import load_model, load_tokenizer
+    from spg_lib.tasks.registry import get_task
+    from spg_lib.training.trainer import Trainer
+
+    task = task or get_task(cfg.task)
+    if examples is None:
+        examples = load_examples(task, cfg.train_data or task.default_source("train"), "train")
+    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None
+    model = wrap_lora(load_model(cfg.model, dtype=dtype), cfg.lora)
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    trainer = Trainer(cfg, model, tokenizer, examples, task, accelerator=accelerator,
+                      prompt_fn=prompt_function(task, cfg.prompt_style))
+    history = trainer.train(resume=resume, progress=progress)
+    final = None
+    if trainer.acc.is_main_process:
+        final_model = trainer.acc.unwrap_model(trainer.model)
+        if cfg.lora.enabled:
+            final_model = final_model.merge_and_unload()  # a plain checkpoint in the official layout
+        final = str(save_model_dir(final_model, tokenizer, Path(cfg.out_dir) / "final",
+                                   {"train": dataclasses.asdict(cfg), "steps": trainer.step}))
+    trainer.acc.wait_for_everyone()
+    return {"history": history, "final_model": final, "skipped_steps": trainer.skipped_steps}
+
+
+__all__ = ["AlgoConfig", "SFTRunConfig", "TrainConfig", "load_examples", "prompt_function", "run_sft",
+           "run_train", "save_model_dir", "wrap_lora"]
