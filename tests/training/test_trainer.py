@@ -43,7 +43,7 @@ def test_every_method_updates_parameters(method, tmp_path):
 def test_bad_configuration_fails_before_model_load():
     with pytest.raises(ValueError, match="grad_accum"):
         small_config(prompts_per_step=1, num_generations=3, grad_accum=2)
-    with pytest.raises(ValueError, match="rollout.steps"):
+    with pytest.raises(ValueError, match=r"rollout\.steps"):
         small_config(rollout=small_config().rollout.__class__(steps=1))
     with pytest.raises(ValueError, match="kl_beta"):
         from spg_lib.algos import AlgoConfig
