@@ -95,23 +95,24 @@ def run(args: argparse.Namespace) -> int:
     def timed(fn, *a):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn(*a)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return out, time.perf_counter() - t0
+        return out, time.perf_counter() - t0, time.process_time() - c0
 
     # warm-up: one block, one step of each path
     warm = {**kw, "gen_length": args.block_length, "steps": 1}
     generate(model, ids[:2], mask[:2], **warm)
     generate_reference(model, ids[:1], mask[:1], **warm)
 
-    fast, t_fast = timed(lambda: generate(model, ids, mask, **kw))
-    ref, t_ref = timed(lambda: generate_reference(model, ids[:ref_rows], mask[:ref_rows], **kw))
+    fast, t_fast, c_fast = timed(lambda: generate(model, ids, mask, **kw))
+    ref, t_ref, c_ref = timed(lambda: generate_reference(model, ids[:ref_rows], mask[:ref_rows], **kw))
     fast_tps = args.batch_size * args.gen_length / t_fast
     ref_tps = ref_rows * args.gen_length / t_ref
     same = torch.equal(fast[:ref_rows], ref)
-    print(f"fast:      {t_fast:8.2f} s for {args.batch_size} rows -> {fast_tps:10.1f} tokens/s")
+    # process CPU time is printed too: on a shared machine wall-clock time also counts other jobs' load
+    print(f"fast:      {t_fast:8.2f} s (cpu {c_fast:.2f} s) for {args.batch_size} rows -> {fast_tps:10.1f} tokens/s")
     subset = (
         ""
         if ref_rows == args.batch_size
@@ -121,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
             f"~{t_ref * args.batch_size / ref_rows:.1f} s)"
         )
     )
-    print(f"reference: {t_ref:8.2f} s for {ref_rows} rows -> {ref_tps:10.1f} tokens/s{subset}")
+    print(f"reference: {t_ref:8.2f} s (cpu {c_ref:.2f} s) for {ref_rows} rows -> {ref_tps:10.1f} tokens/s{subset}")
+    cpu_ratio = (args.batch_size / max(c_fast, 1e-9)) / (ref_rows / max(c_ref, 1e-9))
+    print(f"cpu-time ratio: {cpu_ratio:.2f}")
     print(f"identical: {'yes' if same else 'NO'} ({ref_rows} rows compared)")
     print(f"ratio: {fast_tps / ref_tps:.2f}")
     return 0 if same else 1

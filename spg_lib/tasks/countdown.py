@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from itertools import permutations, product
+from types import MappingProxyType
 from typing import Any
 
 from spg_lib.tasks.base import RewardFn, ScoreResult, Task, check_mode
@@ -176,8 +177,8 @@ class CountdownTask(Task):
     """Countdown, 3 numbers (test 256: ``countdown_cd3_test.jsonl``)."""
 
     name = "countdown"
-    default_sources = {"train": "Jiayi-Pan/Countdown-Tasks-3to4"}
-    local_files = {"test": "countdown_cd3_test.jsonl"}
+    default_sources = MappingProxyType({"train": "Jiayi-Pan/Countdown-Tasks-3to4"})
+    local_files = MappingProxyType({"test": "countdown_cd3_test.jsonl"})
     reward_fields = ("numbers", "target")
 
     def normalise(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:

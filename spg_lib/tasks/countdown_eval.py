@@ -39,7 +39,7 @@ MAX_MAGNITUDE = 10**30
 _MAX_EXPONENT = 64
 
 
-class _Reject(Exception):
+class _RejectError(Exception):
     """Internal: the expression is outside the accepted grammar or bounds."""
 
 
@@ -50,15 +50,15 @@ def numbers_in_expression(expr: str) -> list[int]:
 
 def _check(value: int | float | Fraction) -> int | float | Fraction:
     if isinstance(value, float) and not math.isfinite(value):
-        raise _Reject("non-finite")
+        raise _RejectError("non-finite")
     if abs(value) > MAX_MAGNITUDE:
-        raise _Reject("magnitude")
+        raise _RejectError("magnitude")
     return value
 
 
 def _walk_faithful(node: ast.AST, depth: int) -> int | float:
     if depth > MAX_DEPTH:
-        raise _Reject("depth")
+        raise _RejectError("depth")
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return _check(node.value)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
@@ -81,24 +81,24 @@ def _walk_faithful(node: ast.AST, depth: int) -> int | float:
                 return _check(a // b)
             if isinstance(op, ast.Pow):
                 if abs(b) > _MAX_EXPONENT:
-                    raise _Reject("exponent")
+                    raise _RejectError("exponent")
                 if a == 0 and b < 0:
-                    raise _Reject("zero to a negative power")
+                    raise _RejectError("zero to a negative power")
                 # |a| ** b within bounds, checked in log space before computing
                 if abs(a) > 1 and b > 0 and b * math.log10(abs(a)) > 30:
-                    raise _Reject("magnitude")
+                    raise _RejectError("magnitude")
                 result = a**b
                 if isinstance(result, complex):
-                    raise _Reject("complex")
+                    raise _RejectError("complex")
                 return _check(result)
         except (ZeroDivisionError, OverflowError) as exc:
-            raise _Reject(str(exc)) from exc
-    raise _Reject(type(node).__name__)
+            raise _RejectError(str(exc)) from exc
+    raise _RejectError(type(node).__name__)
 
 
 def _walk_fixed(node: ast.AST, depth: int) -> Fraction:
     if depth > MAX_DEPTH:
-        raise _Reject("depth")
+        raise _RejectError("depth")
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return Fraction(_check(node.value))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
@@ -113,9 +113,9 @@ def _walk_fixed(node: ast.AST, depth: int) -> Fraction:
         if isinstance(node.op, ast.Mult):
             return _check(a * b)
         if b == 0:
-            raise _Reject("division by zero")
+            raise _RejectError("division by zero")
         return _check(a / b)
-    raise _Reject(type(node).__name__)
+    raise _RejectError(type(node).__name__)
 
 
 def evaluate_expression(expr: str, *, mode: str = "fixed") -> float | None:
@@ -144,7 +144,7 @@ def evaluate_expression(expr: str, *, mode: str = "fixed") -> float | None:
         if mode == "faithful":
             return float(_walk_faithful(tree.body, 0))
         return float(_walk_fixed(tree.body, 0))
-    except (_Reject, RecursionError, OverflowError):
+    except (_RejectError, RecursionError, OverflowError):
         return None
 
 
@@ -155,5 +155,5 @@ def evaluate_exact(expr: str) -> Fraction | None:
     try:
         tree = ast.parse(expr.strip(), mode="eval")
         return _walk_fixed(tree.body, 0)
-    except (SyntaxError, ValueError, RecursionError, MemoryError, _Reject, OverflowError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError, _RejectError, OverflowError):
         return None

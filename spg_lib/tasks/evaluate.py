@@ -142,7 +142,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             "question": task.question(ex),
             "completion": text,
             "ground_truth": gt,
-            "extracted": res.extracted if isinstance(res.extracted, (str, int, float, type(None))) else str(res.extracted),
+            "extracted": res.extracted if isinstance(res.extracted, (str, float, type(None))) else str(res.extracted),
             "correct": res.is_correct,
             "score": [res.correct, res.total],
             "completion_tokens": n_tok,

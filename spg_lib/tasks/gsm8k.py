@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from spg_lib.tasks.base import RewardFn, ScoreResult, Task, check_mode, require
 from spg_lib.tasks.io import DataError
-from spg_lib.tasks.math_equiv import extract_boxed
+from spg_lib.tasks.math_equiv import boxed_contents
 from spg_lib.tasks.prompts import GSM8K_EVAL_PROMPT, SYSTEM_PROMPT
 from spg_lib.tasks.registry import register_task
 from spg_lib.tasks.text import (
@@ -169,7 +170,6 @@ def parse_prediction_faithful(generation: str) -> float | None:
     return None
 
 
-_BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
 def parse_prediction_fixed(generation: str) -> str | None:
@@ -177,9 +177,7 @@ def parse_prediction_fixed(generation: str) -> str | None:
     ``<answer>`` block, then the text after the last ``<answer>``; returns the answer text."""
     text = strip_end_tokens(generation)
     # scan boxes from the last to the first; skip "..." placeholders and non-numbers
-    starts = [m.start() for m in _BOX_START.finditer(text)]
-    for s in reversed(starts):
-        content = extract_boxed(text[s:], which="first")
+    for content in reversed(boxed_contents(text)[-32:]):  # a final answer is among the last boxes
         if content and parse_number(content) is not None:
             return content
     block = last_answer_block(text)
@@ -197,8 +195,8 @@ class GSM8KTask(Task):
     """GSM8K (train 7,473 / test 1,319)."""
 
     name = "gsm8k"
-    default_sources = {"train": "openai/gsm8k", "test": "openai/gsm8k"}
-    local_files = {"train": "gsm8k_train.jsonl", "test": "gsm8k_test.jsonl"}
+    default_sources = MappingProxyType({"train": "openai/gsm8k", "test": "openai/gsm8k"})
+    local_files = MappingProxyType({"train": "gsm8k_train.jsonl", "test": "gsm8k_test.jsonl"})
     hub_config = "main"
     reward_fields = ("answer",)
 

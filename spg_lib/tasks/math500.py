@@ -12,6 +12,7 @@ Python reads as BACKSPACE + "oxed", so the box branch never fires: format ∈ {0
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from spg_lib.tasks.base import RewardFn, ScoreResult, Task, check_mode, require
@@ -93,8 +94,8 @@ class MATH500Task(Task):
     """MATH500 (test 500; training problems from the MATH train split)."""
 
     name = "math500"
-    default_sources = {"train": "ankner/math-500", "test": "HuggingFaceH4/MATH-500"}
-    local_files = {"test": "math500_test.jsonl"}
+    default_sources = MappingProxyType({"train": "ankner/math-500", "test": "HuggingFaceH4/MATH-500"})
+    local_files = MappingProxyType({"test": "math500_test.jsonl"})
     reward_fields = ("answer", "solution")
 
     def normalise(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:

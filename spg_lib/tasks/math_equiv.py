@@ -19,6 +19,7 @@ import re
 import threading
 
 __all__ = [
+    "boxed_contents",
     "extract_boxed",
     "is_equiv",
     "is_equiv_fixed",
@@ -174,6 +175,28 @@ def is_equiv(str1: str | None, str2: str | None) -> bool:
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
+def boxed_contents(text: str) -> list[str]:
+    """Contents of every brace-balanced ``\\boxed{...}``/``\\fbox{...}``, ordered by start.
+
+    One pass with a stack of open braces (linear time even for thousands of nested or
+    unclosed boxes); unbalanced boxes are skipped.
+    """
+    box_braces = {m.end() - 1 for m in _BOX_RE.finditer(text)}  # index of each box's "{"
+    if not box_braces:
+        return []
+    spans: list[tuple[int, int]] = []
+    stack: list[int] = []
+    for i, ch in enumerate(text):
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            opened = stack.pop()
+            if opened in box_braces:
+                spans.append((opened + 1, i))
+    spans.sort()
+    return [text[a:b].strip() for a, b in spans]
+
+
 def extract_boxed(text: str, *, which: str = "last") -> str | None:
     """Content of the first/last brace-balanced ``\\boxed{...}`` (or ``\\fbox``); None if none.
 
@@ -182,20 +205,10 @@ def extract_boxed(text: str, *, which: str = "last") -> str | None:
     """
     if which not in ("first", "last"):
         raise ValueError(f"which must be 'first' or 'last', got {which!r}")
-    starts = [m.end() for m in _BOX_RE.finditer(text)]
-    if which == "last":
-        starts.reverse()
-    for start in starts:
-        depth = 1
-        for i in range(start, len(text)):
-            ch = text[i]
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
-    return None
+    contents = boxed_contents(text)
+    if not contents:
+        return None
+    return contents[-1] if which == "last" else contents[0]
 
 
 def _safe_strip(s: str) -> str | None:

@@ -13,6 +13,7 @@ import functools
 import random
 import re
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from spg_lib.tasks.base import RewardFn, ScoreResult, Task, check_mode, require
@@ -223,7 +224,7 @@ class SudokuTask(Task):
     """4×4 Sudoku, SPG split (test 256: ``sudoku_4x4_test_spg.csv``), 3-shot prompts."""
 
     name = "sudoku"
-    local_files = {"test": "sudoku_4x4_test_spg.csv"}
+    local_files = MappingProxyType({"test": "sudoku_4x4_test_spg.csv"})
     reward_fields = ("puzzle", "solution")
 
     def normalise(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -96,10 +96,7 @@ def parse_number(text: str | None, *, last: bool = True) -> Fraction | None:
     found = _NUMBER_RE.findall(s)
     if not found:
         return None
-    if _NUMBER_RE.fullmatch(s):
-        token = s
-    else:
-        token = found[-1] if last else found[0]
+    token = s if _NUMBER_RE.fullmatch(s) else (found[-1] if last else found[0])
     token = token.replace(",", "")
     if len(token) > 400:  # absurdly long digit runs are not answers
         return None
