@@ -3,13 +3,14 @@
 import json
 
 from spg_lib.cli import main
+from tests.shared_data import DATA
 
 
 def test_evaluate_tiny_gsm8k(tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main([
         "evaluate", "--model", "builtin:tiny", "--task", "gsm8k",
-        "--data", "/work/shared/data/gsm8k_test.jsonl", "--limit", "4", "--batch-size", "2",
+        "--data", str(DATA / "gsm8k_test.jsonl"), "--limit", "4", "--batch-size", "2",
         "--gen-length", "16", "--steps", "8", "--block-length", "8", "--out", str(out), "--no-progress",
     ])
     assert rc == 0

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path("/work/shared/data")
+from tests.shared_data import DATA
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    assert DATA.is_dir(), "bundled benchmark data missing"
+    assert DATA.is_dir(), f"benchmark data missing at {DATA} (set SPG_SHARED_DATA)"
     return DATA
