@@ -11,3 +11,9 @@ from hypothesis import HealthCheck, settings
 torch.set_num_threads(1)
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
+
+# Loopback object-store services (SeaweedFS S3, moto S3, fault-injecting proxy): see tests/services.py.
+from tests.services import fault_proxy, moto_server, seaweedfs, seaweedfs_private  # noqa: E402, F401, I001
+
+# A real MLflow tracking server (SQLite backend, artifacts proxied to SeaweedFS): see tests/mlflow_service.py.
+from tests.mlflow_service import mlflow_server, mlflow_server_private  # noqa: E402, F401

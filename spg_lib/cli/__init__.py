@@ -20,6 +20,10 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "score": "score",
     "prepare-data": "prepare_data",
+    "fetch-checkpoint": "fetch_checkpoint",
+    "register": "register",
+    "base-model": "base_model",
+    "summarize": "summarize",
 }
 
 

@@ -23,7 +23,7 @@ from spg_lib.tasks.io import atomic_write_json, atomic_write_jsonl
 from spg_lib.tasks.prompts import EVAL_REASONING_PREFILL
 from spg_lib.tasks.registry import get_task
 
-__all__ = ["EvalConfig", "build_prompt", "evaluate"]
+__all__ = ["EvalConfig", "build_prompt", "encode_prompts", "evaluate", "evaluate_model"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,7 @@ class EvalConfig:
     batch_size: int = 8
     limit: int | None = None
     mode: str = "fixed"
+    prompt_style: str = "paper"
     device: str | None = None
     dtype: str | None = None
     # the official eval tokenises the templated prompt with the tokenizer's default special tokens
@@ -59,6 +60,8 @@ class EvalConfig:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         check_mode(self.mode)
+        if self.prompt_style not in ("paper", "compact"):
+            raise ValueError(f"prompt_style must be paper or compact, got {self.prompt_style!r}")
 
 
 def build_prompt(tokenizer: Any, content: str) -> str:
@@ -76,66 +79,90 @@ def _resolve_device(device: str | None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Run the evaluation described by `cfg`; returns the metrics dict (also in metrics.json)."""
+def encode_prompts(tokenizer: Any, task: Any, examples: list[dict], prompt_style: str = "paper",
+                   add_special_tokens: bool = True) -> list[list[int]]:
+    """Token ids of each example's evaluation prompt.
+
+    ``paper``: the task's evaluation prompt, chat template, ``<reasoning>`` prefill, tokenizer special tokens
+    as the official eval. ``compact``: the short training prompt of tiny CPU models, chat template only,
+    tokenised exactly as in training (no extra special tokens).
+    """
+    if prompt_style == "compact":
+        from spg_lib.training.prompts import compact_prompt
+
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": compact_prompt(task.name, ex)}],
+                                               add_generation_prompt=True, tokenize=False) for ex in examples]
+        return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    if prompt_style != "paper":
+        raise ValueError(f"prompt_style must be paper or compact, got {prompt_style!r}")
+    texts = [build_prompt(tokenizer, task.eval_prompt(ex)) for ex in examples]
+    return [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
+
+
+def evaluate_model(
+    model: Any, tokenizer: Any, task: Any, examples: list[dict], *, gen_length: int = 256, steps: int = 128,
+    block_length: int = 32, batch_size: int = 8, mode: str = "fixed", prompt_style: str = "paper",
+    add_special_tokens: bool = True, progress: bool = False,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Greedy block decoding of every example with an in-memory model, then the task's scorer.
+
+    Returns (records, metrics): one record per example (completion, extraction, correctness) and the
+    aggregate metrics (accuracy in %, completion lengths, wall time, tokens/s). The model's train/eval
+    mode is restored afterwards, so the trainer can call this before and after training.
+    """
     import torch
     from tqdm.auto import tqdm
 
     from spg_lib.decoding import completion_mask, generate
-    from spg_lib.models import load_model, load_tokenizer
 
-    task = get_task(cfg.task)
-    source = cfg.data or task.default_source("test")
-    examples = task.load_split(source, "test")
-    if cfg.limit is not None:
-        examples = examples[: cfg.limit]
+    device = next(model.parameters()).device
+    config = getattr(model, "config", None)
+    mask_id = int(config.mask_token_id) if getattr(config, "mask_token_id", None) is not None \
+        else int(tokenizer.mask_token_id)
+    eos_id = int(tokenizer.eos_token_id)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(config.pad_token_id)
 
-    device = _resolve_device(cfg.device)
-    dtype = cfg.dtype or ("bfloat16" if device.type == "cuda" else None)
-    model = load_model(cfg.model, dtype=dtype, device=device)
-    model.eval()
-    tokenizer = load_tokenizer(cfg.model)
-    mask_id = int(model.config.mask_token_id)
-    eos_id = int(model.config.eos_token_id)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(model.config.pad_token_id)
-
-    prompts = [build_prompt(tokenizer, task.eval_prompt(ex)) for ex in examples]
-    encoded = [tokenizer(p, add_special_tokens=cfg.add_special_tokens)["input_ids"] for p in prompts]
+    encoded = encode_prompts(tokenizer, task, examples, prompt_style, add_special_tokens)
     # longest first: similar lengths share a batch (less padding), and OOM shows up at once
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
 
-    completions: list[str | None] = [None] * len(examples)
+    completions: list[str] = [""] * len(examples)
     lengths: list[int] = [0] * len(examples)
+    was_training = model.training
+    model.eval()
     start = time.perf_counter()
-    with torch.inference_mode(), tqdm(total=len(order), desc=f"eval {task.name}", disable=not cfg.progress) as bar:
-        for b in range(0, len(order), cfg.batch_size):
-            idx = order[b : b + cfg.batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            attn = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                seq = encoded[i]
-                ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-                attn[row, width - len(seq) :] = 1
-            out = generate(
-                model, ids.to(device), attn.to(device),
-                gen_length=cfg.gen_length, block_length=cfg.block_length, steps=cfg.steps,
-                mask_id=mask_id, temperature=0.0, remasking="low_confidence",
-            )
-            gen = out[:, -cfg.gen_length :].cpu()
-            texts = tokenizer.batch_decode(gen, skip_special_tokens=False)
-            lens = completion_mask(gen, eos_id).sum(dim=1).tolist()
-            for row, i in enumerate(idx):
-                completions[i] = texts[row]
-                lengths[i] = int(lens[row])
-            bar.update(len(idx))
+    try:
+        with torch.inference_mode(), tqdm(total=len(order), desc=f"eval {task.name}", disable=not progress) as bar:
+            for b in range(0, len(order), batch_size):
+                idx = order[b : b + batch_size]
+                width = max(len(encoded[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+                attn = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    seq = encoded[i]
+                    ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+                    attn[row, width - len(seq) :] = 1
+                out = generate(
+                    model, ids.to(device), attn.to(device),
+                    gen_length=gen_length, block_length=block_length, steps=steps,
+                    mask_id=mask_id, temperature=0.0, remasking="low_confidence",
+                )
+                gen = out[:, -gen_length:].cpu()
+                texts = tokenizer.batch_decode(gen, skip_special_tokens=False)
+                lens = completion_mask(gen, eos_id).sum(dim=1).tolist()
+                for row, i in enumerate(idx):
+                    completions[i] = texts[row]
+                    lengths[i] = int(lens[row])
+                bar.update(len(idx))
+    finally:
+        model.train(was_training)
     wall = time.perf_counter() - start
 
     records = []
     correct_sum = total_sum = 0.0
     for ex, text, n_tok in zip(examples, completions, lengths):
         gt = task.ground_truth(ex)
-        res = task.score(text or "", gt, mode=cfg.mode)
+        res = task.score(text, gt, mode=mode)
         correct_sum += res.correct
         total_sum += res.total
         records.append({
@@ -150,21 +177,43 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     n = len(records)
     metrics = {
         "task": task.name,
-        "mode": cfg.mode,
-        "model": cfg.model,
-        "data": source,
+        "mode": mode,
+        "prompt_style": prompt_style,
         "n": n,
         "accuracy": 100.0 * correct_sum / total_sum if total_sum else 0.0,
+        "exact_match": 100.0 * sum(r["correct"] for r in records) / n if n else 0.0,
         "mean_completion_tokens": statistics.fmean(lengths) if n else 0.0,
         "median_completion_tokens": statistics.median(lengths) if n else 0.0,
-        "gen_length": cfg.gen_length,
-        "steps": cfg.steps,
-        "block_length": cfg.block_length,
-        "batch_size": cfg.batch_size,
+        "gen_length": gen_length,
+        "steps": steps,
+        "block_length": block_length,
+        "batch_size": batch_size,
         "wall_time_s": wall,
-        "tokens_per_s": n * cfg.gen_length / wall if wall > 0 else 0.0,
+        "tokens_per_s": n * gen_length / wall if wall > 0 else 0.0,
         "device": str(device),
     }
+    return records, metrics
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the evaluation described by `cfg`; returns the metrics dict (also in metrics.json)."""
+    from spg_lib.models import load_model, load_tokenizer
+
+    task = get_task(cfg.task)
+    source = cfg.data or task.default_source("test")
+    examples = task.load_split(source, "test")
+    if cfg.limit is not None:
+        examples = examples[: cfg.limit]
+
+    device = _resolve_device(cfg.device)
+    dtype = cfg.dtype or ("bfloat16" if device.type == "cuda" else None)
+    model = load_model(cfg.model, dtype=dtype, device=device)
+    tokenizer = load_tokenizer(cfg.model)
+    records, metrics = evaluate_model(
+        model, tokenizer, task, examples, gen_length=cfg.gen_length, steps=cfg.steps,
+        block_length=cfg.block_length, batch_size=cfg.batch_size, mode=cfg.mode, prompt_style=cfg.prompt_style,
+        add_special_tokens=cfg.add_special_tokens, progress=cfg.progress)
+    metrics = {**metrics, "model": cfg.model, "data": source}
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(out / "generations.jsonl", records)
