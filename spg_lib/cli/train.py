@@ -4,6 +4,13 @@
     spg train --config params.yaml -o train.algo.name=d1 -o train.algo.kl_beta=0.04
     spg train --config params.yaml --resume            # continue from the latest checkpoint
     accelerate launch --config_file configs/accelerate/ddp.yaml -m spg_lib.cli train --config params.yaml
+
+Launch configurations (DDP, FSDP, DeepSpeed ZeRO-2/3, multi-node) are in configs/accelerate/ (README.md there).
+A task outside spg_lib comes in through `train.plugins: [mypkg.tasks]`: the modules are imported before the task
+lookup and register their tasks with `@spg_lib.tasks.registry.register_task`.
+A fresh run refuses an out_dir that already holds checkpoints (pass --resume, or choose another out_dir); a
+resumed run restores weights, optimizer, scheduler, the rollout buffer, data position and every process's RNG
+states, so a run killed at any point and resumed ends bitwise equal to an uninterrupted one (same processes).
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--config", default="params.yaml", help="YAML with a `train:` section (default params.yaml)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override of the `train` section, e.g. algo.name=d1 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in out_dir")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in out_dir (none: start fresh)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p

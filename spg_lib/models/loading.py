@@ -76,6 +76,7 @@ def load_model(
     dtype: torch.dtype | str | None = None,
     device: torch.device | str | None = None,
     trust_remote_code: bool = False,
+    quantization_config: Any | None = None,
 ) -> PreTrainedModel:
     """Load a masked diffusion LM in eval mode.
 
@@ -85,6 +86,8 @@ def load_model(
         device: where to move the model; None leaves it on CPU.
         trust_remote_code: allow executing a checkpoint's own modelling code for model types other than "llada"
             ("llada" always uses the native implementation, whatever the config's auto_map says).
+        quantization_config: e.g. a ``transformers.BitsAndBytesConfig`` (4-bit NF4 base for QLoRA): weights are
+            quantized while loading, directly onto ``device`` (default "cuda"); checkpoints only, not builtin:tiny.
     Returns:
         The model (`LLaDAModelLM` for LLaDA checkpoints), `.eval()`.
     Raises:
@@ -92,6 +95,8 @@ def load_model(
             without trust_remote_code=True.
     """
     torch_dtype = _resolve_dtype(dtype)
+    if quantization_config is not None and path_or_uri == BUILTIN_TINY:
+        raise ValueError(f"{BUILTIN_TINY!r} is built in memory and cannot be loaded quantized")
     if path_or_uri == BUILTIN_TINY:
         model: PreTrainedModel = init_tiny_model()
         if isinstance(torch_dtype, torch.dtype):
@@ -104,6 +109,9 @@ def load_model(
         else:  # hub id: let transformers fetch the config (network)
             model_type = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code).model_type
         kwargs: dict[str, Any] = {} if torch_dtype is None else {"dtype": torch_dtype}
+        if quantization_config is not None:  # quantized on the way to the device; such a model cannot be moved
+            kwargs.update(quantization_config=quantization_config, device_map={"": device or "cuda"})
+            device = None
         if model_type == LLaDAConfig.model_type:
             model = LLaDAModelLM.from_pretrained(source, **kwargs)
         elif trust_remote_code:

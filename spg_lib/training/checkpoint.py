@@ -3,18 +3,25 @@
 Layout of ``<out>/checkpoints/step-<N>/``::
 
     model.safetensors      trainable weights (the LoRA adapter, or every parameter for full fine-tuning)
-    state.pt               optimizer, scheduler, generators, counters (torch.save)
-    meta.json              step, config hash, written last
+    state.pt               optimizer (unsharded runs), scheduler, RNG states of every process, counters,
+                           the rollout buffer (torch.save)
+    accelerate/            FSDP / DeepSpeed runs only: ``Accelerator.save_state`` (sharded model and optimizer)
+    meta.json              step, config, written last
 
 A checkpoint is written into ``step-<N>.tmp`` and renamed into place only when complete, so a run killed
 mid-write (SIGKILL included) never leaves a directory that looks finished; ``latest_checkpoint`` ignores
-``.tmp`` leftovers.
+``.tmp`` leftovers, and the next save of that step removes them.
+
+Single-process use: ``save_checkpoint(root, step, model, state, meta)``. The trainer splits the same steps
+(``begin_checkpoint`` on the main process, collective writes of every process into the staging directory,
+``commit_checkpoint`` on the main process) so that sharded state can be written by every rank.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 from pathlib import Path
@@ -31,22 +38,35 @@ def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, state: dict[str, Any],
-                    meta: dict[str, Any], keep_last: int | None = 2) -> Path:
-    """Write checkpoint ``step`` atomically under ``root`` and prune older ones beyond ``keep_last``."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step}"
-    tmp = root / f"step-{step}.tmp"
+def staging_dir(root: str | Path, step: int) -> Path:
+    return Path(root) / f"step-{step}.tmp"
+
+
+def begin_checkpoint(root: str | Path, step: int) -> Path:
+    """Create an empty staging directory ``step-<N>.tmp`` under ``root`` (main process only)."""
+    tmp = staging_dir(root, step)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file(trainable_state_dict(model), str(tmp / "model.safetensors"))
+    return tmp
+
+
+def commit_checkpoint(tmp: str | Path, weights: dict[str, torch.Tensor], state: dict[str, Any],
+                      meta: dict[str, Any], keep_last: int | None = 2) -> Path:
+    """Write weights, state and (last) meta into the staging dir, rename it into place, prune old ones."""
+    tmp = Path(tmp)
+    root, name = tmp.parent, tmp.name.removesuffix(".tmp")
+    m = _STEP_DIR.match(name)
+    if not m:
+        raise ValueError(f"{tmp}: not a checkpoint staging directory (step-<N>.tmp)")
+    save_file({n: t.detach().contiguous().cpu() for n, t in weights.items()}, str(tmp / "model.safetensors"))
     torch.save(state, tmp / "state.pt")
     with open(tmp / "meta.json", "w") as fh:
-        json.dump({"step": step, **meta}, fh, indent=2)
+        json.dump({"step": int(m.group(1)), **meta}, fh, indent=2, default=str)
         fh.flush()
         os.fsync(fh.fileno())
+    final = root / name
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -55,6 +75,12 @@ def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, state: 
         for old in steps[:-keep_last]:
             shutil.rmtree(root / f"step-{old}", ignore_errors=True)
     return final
+
+
+def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, state: dict[str, Any],
+                    meta: dict[str, Any], keep_last: int | None = 2) -> Path:
+    """Write checkpoint ``step`` of a single-process ``model`` atomically under ``root``; prune beyond ``keep_last``."""
+    return commit_checkpoint(begin_checkpoint(root, step), trainable_state_dict(model), state, meta, keep_last)
 
 
 def _list_steps(root: Path) -> list[int]:
@@ -74,12 +100,14 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return Path(root) / f"step-{max(steps)}" if steps else None
 
 
-def load_checkpoint(path: str | Path, model: torch.nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load trainable weights into ``model`` and return (state, meta).
+def load_weights(path: str | Path, model: torch.nn.Module | None) -> None:
+    """Copy the checkpoint's trainable weights into ``model`` (None: skip).
 
     Raises:
         ValueError: the checkpoint's parameter names do not match the model's trainable parameters.
     """
+    if model is None:
+        return
     path = Path(path)
     weights = load_file(str(path / "model.safetensors"))
     params = dict(model.named_parameters())
@@ -91,6 +119,47 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module) -> tuple[dict[str,
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
+
+
+def load_checkpoint(path: str | Path, model: torch.nn.Module | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load trainable weights into ``model`` (None: weights untouched) and return (state, meta).
+
+    Raises:
+        ValueError: the checkpoint's parameter names do not match the model's trainable parameters.
+    """
+    path = Path(path)
+    load_weights(path, model)
     state = torch.load(path / "state.pt", weights_only=False)
     meta = json.loads((path / "meta.json").read_text())
     return state, meta
+
+
+# ---------------------------------------------------------------------------------------- RNG states
+def rng_state() -> dict[str, Any]:
+    """This process's global RNG states: torch CPU, every CUDA device, Python ``random`` and NumPy.
+
+    The trainer draws nothing from them (its generators are seeded explicitly); dropout (LoRA, attention) does.
+    """
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+
+        state["numpy"] = np.random.get_state()
+    except ImportError:  # pragma: no cover - numpy ships with torch
+        pass
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` captured (CUDA states only where the same devices are present)."""
+    torch.set_rng_state(state["torch"])
+    if "python" in state:
+        random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(state["numpy"])

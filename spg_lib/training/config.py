@@ -68,7 +68,8 @@ class LoRASettings:
     target_modules: list[str] = dataclasses.field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"],
         metadata={"help": "module names (LLaDA names of q/k/v/o/gate/up/down projections)"})
-    load_in_4bit: bool = _f(False, "NF4 base via bitsandbytes (GPU only; official QLoRA)")
+    load_in_4bit: bool = _f(False, "NF4 base (double quant, bf16 compute) via bitsandbytes: the official QLoRA; "
+                                   "needs a CUDA GPU and bitsandbytes, and a checkpoint or hub model")
 
     def __post_init__(self) -> None:
         if self.r < 1 or self.alpha <= 0:
@@ -83,7 +84,11 @@ class TrainConfig:
 
     model: str = _f("builtin:tiny", "checkpoint dir, file://, hub id, or builtin:tiny")
     tokenizer: str | None = _f(None, "tokenizer dir (None: same as model)")
-    task: str = _f("countdown", "task name (gsm8k | math500 | countdown | sudoku)")
+    task: str = _f("countdown", "task name (gsm8k | math500 | countdown | sudoku, or one a plugin registers)")
+    plugins: list[str] = dataclasses.field(
+        default_factory=list,
+        metadata={"help": "Python modules imported before the task is looked up; a module adds tasks with "
+                          "@spg_lib.tasks.registry.register_task (e.g. [mypkg.tasks])"})
     train_data: str | None = _f(None, "training split source (path, s3://, hub id; None: task default)")
     prompt_style: str = _f("paper", "paper (the official training prompts) | compact (short prompts for tiny "
                                     "character-level models)")
@@ -118,6 +123,12 @@ class TrainConfig:
                      "keep_checkpoints", "max_bad_steps", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lora.load_in_4bit and not self.lora.enabled:
+            raise ValueError("train.lora.load_in_4bit needs train.lora.enabled: a 4-bit base is frozen, only a LoRA "
+                             "adapter on it can train")
+        if self.lora.load_in_4bit and self.model == "builtin:tiny":
+            raise ValueError("train.lora.load_in_4bit loads a checkpoint through bitsandbytes; builtin:tiny is "
+                             "built in memory (set train.lora.load_in_4bit false)")
         if self.checkpoint_every < 0:
             raise ValueError(f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.num_generations < 2 and self.algo.advantage in ("group_center", "leave_one_out", "group_zscore"):

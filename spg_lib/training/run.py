@@ -7,6 +7,8 @@ load data and models, write checkpoints atomically and return plain dicts of res
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -110,32 +112,106 @@ def wrap_lora(model, lora) -> torch.nn.Module:
                                             target_modules=targets))
 
 
+def check_4bit_support(cfg: TrainConfig) -> None:
+    """Fail before anything loads when ``train.lora.load_in_4bit`` cannot work here (no CUDA, no bitsandbytes).
+
+    Raises:
+        ValueError: naming ``train.lora.load_in_4bit`` and what is missing.
+    """
+    if not cfg.lora.load_in_4bit:
+        return
+    missing = []
+    if not torch.cuda.is_available():
+        missing.append("no CUDA GPU is visible")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes is not installed")
+    if missing:
+        raise ValueError(f"train.lora.load_in_4bit is true, but {' and '.join(missing)}: the NF4 base (QLoRA) needs "
+                         "a CUDA GPU with bitsandbytes; set train.lora.load_in_4bit false to train an unquantized base")
+
+
+def load_base_model(cfg: TrainConfig) -> torch.nn.Module:
+    """The base model of ``cfg``: ``cfg.dtype`` weights, or an NF4 base (double quant, bf16 compute, §8.1) on this
+    process's GPU when ``train.lora.load_in_4bit``."""
+    from spg_lib.models import load_model
+
+    if not cfg.lora.load_in_4bit:
+        return load_model(cfg.model, dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None)
+    check_4bit_support(cfg)
+    from accelerate import PartialState
+    from transformers import BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    return load_model(cfg.model, dtype=torch.bfloat16, quantization_config=quant,
+                      device=f"cuda:{PartialState().local_process_index}")
+
+
+def import_plugins(names: list[str]) -> None:
+    """Import ``train.plugins`` (modules that register extra tasks with ``register_task``)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"train.plugins: cannot import {name!r} ({exc})") from exc
+
+
+def final_model(trainer, cfg: TrainConfig) -> torch.nn.Module | None:
+    """The trained model as one plain module on the main process (None elsewhere); LoRA merged into the base.
+
+    Every process must call it: under FSDP / ZeRO-3 the weights are gathered (``Accelerator.get_state_dict``) and
+    loaded into a fresh CPU copy of the base, since the prepared model holds only shards.
+    """
+    acc = trainer.acc
+    if trainer.sharded_params:
+        full = acc.get_state_dict(trainer.model)
+        if not acc.is_main_process:
+            return None
+        from spg_lib.models import load_model
+
+        model = wrap_lora(load_model(cfg.model, dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None), cfg.lora)
+        missing, unexpected = model.load_state_dict(full, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"gathered weights do not match the model (missing {missing[:3]}, unexpected "
+                               f"{unexpected[:3]})")
+    else:
+        if not acc.is_main_process:
+            return None
+        model = acc.unwrap_model(trainer.model)
+    if cfg.lora.enabled:
+        model = model.merge_and_unload()  # a plain checkpoint in the official layout
+    return model
+
+
 def run_train(cfg: TrainConfig, *, resume: bool = False, accelerator=None, progress: bool = True,
               examples: list[dict] | None = None, task=None) -> dict[str, Any]:
-    """Load model/tokenizer/data, run the RL trainer, save the final model; returns the metric history."""
-    from spg_lib.models import load_model, load_tokenizer
+    """Load model/tokenizer/data, run the RL trainer, save the final model; returns the metric history.
+
+    ``train.plugins`` are imported first, so ``train.task`` may name a task registered by one of them.
+    """
+    from spg_lib.models import load_tokenizer
     from spg_lib.tasks.registry import get_task
     from spg_lib.training.trainer import Trainer
 
+    check_4bit_support(cfg)  # before any data or weights load
+    import_plugins(cfg.plugins)
     task = task or get_task(cfg.task)
     if examples is None:
         examples = load_examples(task, cfg.train_data or task.default_source("train"), "train")
-    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None
-    model = wrap_lora(load_model(cfg.model, dtype=dtype), cfg.lora)
+    model = wrap_lora(load_base_model(cfg), cfg.lora)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     trainer = Trainer(cfg, model, tokenizer, examples, task, accelerator=accelerator,
                       prompt_fn=prompt_function(task, cfg.prompt_style))
     history = trainer.train(resume=resume, progress=progress)
+    model = final_model(trainer, cfg)
     final = None
-    if trainer.acc.is_main_process:
-        final_model = trainer.acc.unwrap_model(trainer.model)
-        if cfg.lora.enabled:
-            final_model = final_model.merge_and_unload()  # a plain checkpoint in the official layout
-        final = str(save_model_dir(final_model, tokenizer, Path(cfg.out_dir) / "final",
+    if model is not None:
+        final = str(save_model_dir(model, tokenizer, Path(cfg.out_dir) / "final",
                                    {"train": dataclasses.asdict(cfg), "steps": trainer.step}))
     trainer.acc.wait_for_everyone()
     return {"history": history, "final_model": final, "skipped_steps": trainer.skipped_steps}
 
 
-__all__ = ["AlgoConfig", "SFTRunConfig", "TrainConfig", "load_examples", "prompt_function", "run_sft",
-           "run_train", "save_model_dir", "wrap_lora"]
+__all__ = ["AlgoConfig", "SFTRunConfig", "TrainConfig", "check_4bit_support", "final_model", "import_plugins",
+           "load_base_model", "load_examples", "prompt_function", "run_sft", "run_train", "save_model_dir",
+           "wrap_lora"]

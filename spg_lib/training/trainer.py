@@ -12,6 +12,21 @@
 Randomness never touches global RNGs: every generator is seeded from (seed, rollout, global
 micro-batch, ...) so results do not depend on how many processes share the work (a 2-process run
 equals a 1-process run with the same global batch and twice the gradient accumulation).
+Gradient accumulation goes through ``Accelerator.accumulate`` with ``gradient_accumulation_steps =
+train.grad_accum`` (set here, whatever the launcher said), so DDP skips the all-reduce on all but the last
+micro-batch, FSDP does the same, and DeepSpeed sees its accumulation boundary and applies its own clipping and
+optimizer step there (``configure_deepspeed`` fills the DeepSpeed config from ``train``; see
+configs/accelerate/README.md). Under FSDP and ZeRO-3 the parameters are sharded: every forward pass goes
+through the prepared model (``_ViaForward``), checkpoints carry ``Accelerator.save_state`` output, and weights
+are gathered with ``Accelerator.get_state_dict`` (a collective: every process calls it).
+
+Per-step metrics (``metrics.jsonl``, MLflow when configured; rollout keys on steps that made a rollout):
+reward/mean, reward/std, reward/<function>; adv/mean, adv/std, adv/abs_mean, adv/pos_fraction,
+adv/zero_fraction; rollout/completion_length, rollout/time_s, rollout/tokens_per_s; the method's own keys
+(<method>/loss and its bounds: spg/elbo, spg/eubo, espo/elbo, ...); train/loss, train/grad_norm, train/lr (the
+rate this step used), train/update_time_s, train/step_time_s, train/tokens_per_s, train/step_skipped,
+train/skipped_steps, train/inner_iteration. Figures are averaged over processes.
+
 Run: ``spg train --config params.yaml`` or ``accelerate launch -m spg_lib.cli train --config ...``.
 """
 
@@ -19,7 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +46,15 @@ import torch
 from spg_lib.algos import compute_advantages, mask_generator, mask_seed_index
 from spg_lib.config import to_dict
 from spg_lib.decoding import completion_mask, generate
-from spg_lib.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from spg_lib.training.checkpoint import (
+    begin_checkpoint,
+    commit_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+    staging_dir,
+)
 from spg_lib.training.config import TrainConfig
 from spg_lib.training.objective import MicroBatch, estimate, method_loss, needs_old, needs_ref
 from spg_lib.training.tracking import MetricsLogger
@@ -51,6 +76,31 @@ class NonFiniteError(RuntimeError):
     """Too many consecutive optimizer steps had a non-finite loss or gradient."""
 
 
+def configure_deepspeed(ds_config: dict[str, Any], *, grad_accum: int, micro_batch_size: int,
+                        max_grad_norm: float) -> dict[str, Any]:
+    """Fill a DeepSpeed config (in place) from ``train``: accumulation, micro-batch size and clipping.
+
+    ``"auto"`` or missing values take the trainer's; an explicit value that differs raises, because the trainer
+    runs exactly ``train.grad_accum`` micro-batches of ``micro_batch_size`` rows per optimizer step and DeepSpeed
+    clips and steps inside ``backward`` at the accumulation boundary (accelerate's default clip would be 1.0).
+
+    Raises:
+        ValueError: the config disagrees with train.grad_accum, the micro-batch size or train.optim.max_grad_norm.
+    """
+    want = {"gradient_accumulation_steps": (grad_accum, "train.grad_accum"),
+            "train_micro_batch_size_per_gpu": (micro_batch_size, "train.prompts_per_step × train.num_generations / "
+                                                                 "(processes × train.grad_accum)"),
+            "gradient_clipping": (max_grad_norm, "train.optim.max_grad_norm")}
+    for key, (value, source) in want.items():
+        have = ds_config.get(key, "auto")
+        if have == "auto" or have is None:
+            ds_config[key] = value
+        elif float(have) != float(value):
+            raise ValueError(f"DeepSpeed config {key} = {have}, but {source} = {value}; set it to \"auto\" (the "
+                             f"trainer fills it) or to {value}")
+    return ds_config
+
+
 @dataclasses.dataclass
 class Rollout:
     """A scored rollout for this process: a list of micro-batches plus logging figures."""
@@ -59,6 +109,7 @@ class Rollout:
     metrics: dict[str, float]
     old: list[list[Any]] | None = None  # [μ][micro-batch] old estimates
     ref: list[list[Any]] | None = None
+    tokens: float = 0.0  # completion tokens of the whole rollout (every process)
 
 
 class Trainer:
@@ -67,10 +118,21 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, model: torch.nn.Module, tokenizer, examples: list[dict], task,
                  accelerator=None, prompt_fn=None):
         from accelerate import Accelerator
+        from accelerate.utils import DistributedType
 
         self.cfg = cfg
-        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
+                                              gradient_accumulation_steps=cfg.grad_accum)
         cfg.check_world(self.acc.num_processes)
+        # the loop runs exactly grad_accum micro-batches per optimizer step: accumulate() must agree, whatever
+        # the launcher configured
+        self.acc.gradient_accumulation_steps = cfg.grad_accum
+        dist = self.acc.distributed_type
+        self.is_deepspeed = dist == DistributedType.DEEPSPEED
+        self.is_fsdp = dist == DistributedType.FSDP
+        zero_stage = self.acc.state.deepspeed_plugin.zero_stage if self.is_deepspeed else 0
+        self.sharded_state = self.is_fsdp or self.is_deepspeed  # optimizer state split across processes
+        self.sharded_params = self.is_fsdp or zero_stage == 3  # parameters too: forward through the wrapper
         self.task = task
         self.tokenizer = tokenizer
         self.examples = examples
@@ -80,11 +142,15 @@ class Trainer:
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
         self.mask_id = int(tokenizer.mask_token_id)
         self.eos_id = int(tokenizer.eos_token_id)
+        self.trainable_names = [n for n, p in model.named_parameters() if p.requires_grad]
         params = [p for p in model.parameters() if p.requires_grad]
         o = cfg.optim
         opt = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / o.warmup_steps)
                                                   if o.warmup_steps else 1.0)
+        if self.is_deepspeed:
+            configure_deepspeed(self.acc.state.deepspeed_plugin.deepspeed_config, grad_accum=cfg.grad_accum,
+                                micro_batch_size=self.mb_size, max_grad_norm=o.max_grad_norm)
         self.model, self.opt = self.acc.prepare(model, opt)
         self.sched = sched
         self.params = params
@@ -120,11 +186,22 @@ class Trainer:
             out.append(self.examples[int(self._perm[pos])])
         return out
 
+    def _policy(self, update: bool) -> torch.nn.Module:
+        """The module the sampler and the estimates call.
+
+        Sharded parameters (FSDP, ZeRO-3) exist in full only inside the prepared model's forward, so everything
+        goes through it (``_ViaForward``). Otherwise the update uses the prepared model (DDP's gradient hooks)
+        and the rollout the plain module.
+        """
+        if self.sharded_params:
+            return _ViaForward(self.model)
+        return self.model if update else self.acc.unwrap_model(self.model)
+
     # ------------------------------------------------------------------ 1–4. rollout
     @torch.no_grad()
     def make_rollout(self) -> Rollout:
         cfg, acc, r = self.cfg, self.acc, self.rollout_index
-        model = acc.unwrap_model(self.model)
+        model = self._policy(update=False)
         was_training = model.training
         model.eval()
         t0 = time.perf_counter()
@@ -155,6 +232,7 @@ class Trainer:
                                remasking=cfg.rollout.remasking,
                                generator=_gen(cfg.seed, "rollout", r, gmb, c, device=acc.device))
                 ids_all.append((j, out, p_att[cs]))
+        t_gen = time.perf_counter() - t0
         # 3. rewards on this process's rows, gathered so that a group may span processes
         mbs_ids: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(cfg.grad_accum)]
         for j, out, att in ids_all:
@@ -190,15 +268,24 @@ class Trainer:
             start_ratio = torch.rand(ids.shape[0], generator=_gen(cfg.seed, "unigrpo", r, gmb))
             mbs.append(MicroBatch(ids, att, P, cmask, adv[j * self.mb_size:(j + 1) * self.mb_size],
                                   start_ratio.to(acc.device)))
-        length = torch.cat(lengths)
+        length = acc.gather(torch.cat(lengths).to(acc.device))  # [rows_per_step]
         n_tok = float(length.sum())
-        metrics = {"reward/mean": float(all_r.mean()), "reward/std": float(all_r.std()) if all_r.numel() > 1 else 0.0,
+        # per reward function: mean over every process's rows (NaN = not applicable, ignored)
+        fn_names = sorted(per_fn)
+        fn_vals = torch.tensor([[per_fn[k][i] for k in fn_names] for i in range(len(local))], dtype=torch.float32,
+                               device=acc.device).reshape(len(local), len(fn_names))
+        fn_vals = acc.gather(fn_vals)
+        metrics = {"reward/mean": float(all_r.mean()), "reward/std": _std(all_r),
+                   "adv/mean": float(adv_all.mean()), "adv/std": _std(adv_all),
                    "adv/abs_mean": float(adv_all.abs().mean()), "adv/pos_fraction": float((adv_all > 0).float().mean()),
+                   "adv/zero_fraction": float((adv_all == 0).float().mean()),
                    "rollout/completion_length": float(length.mean()), "rollout/time_s": time.perf_counter() - t0,
-                   "rollout/tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9)}
-        for k, v in per_fn.items():
-            metrics[f"reward/{k}"] = sum(v) / len(v)
-        ro = Rollout(mbs, metrics)
+                   "rollout/tokens_per_s": n_tok / max(t_gen, 1e-9)}
+        for i, k in enumerate(fn_names):
+            col = fn_vals[:, i]
+            col = col[~torch.isnan(col)]
+            metrics[f"reward/{k}"] = float(col.mean()) if col.numel() else float("nan")
+        ro = Rollout(mbs, metrics, tokens=n_tok)
         # 4. old / reference estimates for every inner iteration (same masks as the update will draw)
         mu = cfg.algo.num_iterations
         if needs_old(cfg.algo) or needs_ref(cfg.algo):
@@ -210,7 +297,7 @@ class Trainer:
                     if needs_old(cfg.algo):
                         ro.old[n][j] = self._estimate(model, mb, n, j, counter)
                     if needs_ref(cfg.algo):
-                        with _Reference(model):
+                        with _Reference(self.acc.unwrap_model(self.model)):
                             ro.ref[n][j] = self._estimate(model, mb, n, j, counter)
         model.train(was_training)
         return ro
@@ -231,30 +318,40 @@ class Trainer:
     def optimizer_step(self, ro: Rollout, n: int) -> dict[str, float]:
         cfg, acc = self.cfg, self.acc
         self.model.train()
+        policy = self._policy(update=True)
         t0 = time.perf_counter()
+        lr = self.sched.get_last_lr()[0]  # the rate this step uses
         sums: dict[str, float] = {}
         finite = True
+        acc.step = 0  # accumulate(): gradients sync (DeepSpeed: clips and steps) on this step's last micro-batch
         for j, mb in enumerate(ro.micro_batches):
             counter = self.micro_counter
             self.micro_counter += 1
-            ctx = acc.no_sync(self.model) if j < cfg.grad_accum - 1 else _NullContext()
-            with ctx:
-                est = self._estimate(self.model, mb, n, j, counter)
+            with acc.accumulate(self.model):
+                est = self._estimate(policy, mb, n, j, counter)
                 old = ro.old[n][j] if ro.old else None
                 ref = ro.ref[n][j] if ro.ref else None
                 loss, m = method_loss(est, mb, cfg.algo, old=old, ref=ref)
                 finite &= bool(torch.isfinite(loss))
-                acc.backward(loss / cfg.grad_accum)
+                acc.backward(loss)  # divided by grad_accum inside (by accelerate, or by the DeepSpeed engine)
+            if cfg.algo.name == "espo":
+                m = {**m, "espo/elbo": float(est.value.detach().float().mean())}
+            m = {**m, "train/loss": float(loss.detach())}
             for k, v in m.items():
                 sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
-        grad_norm = acc.clip_grad_norm_(self.params, cfg.optim.max_grad_norm)
-        finite &= bool(torch.isfinite(torch.as_tensor(grad_norm)))
+        # FSDP clips through the wrapper, which needs all of its parameters; frozen ones have no gradient
+        grad_norm = acc.clip_grad_norm_(self.model.parameters() if self.is_fsdp else self.params,
+                                        cfg.optim.max_grad_norm)
+        if grad_norm is not None:  # (DeepSpeed reports None when it computed no norm)
+            finite &= math.isfinite(float(grad_norm))
+        grad_norm = float("nan") if grad_norm is None else float(grad_norm)
         finite_all = bool(acc.gather(torch.tensor([float(finite)], device=acc.device)).min() > 0)
         if finite_all:
-            self.opt.step()
+            self.opt.step()  # DeepSpeed: a no-op, the engine stepped at the accumulation boundary
             self.sched.step()
             self.bad_in_a_row = 0
         else:
+            # skipped: no update (DeepSpeed applies or skips it inside backward; its own overflow check applies)
             self.skipped_steps += 1
             self.bad_in_a_row += 1
             if self.bad_in_a_row > cfg.max_bad_steps:
@@ -262,10 +359,11 @@ class Trainer:
                                      f"a non-finite loss or gradient (train.max_bad_steps = {cfg.max_bad_steps})")
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
-        sums.update({"train/grad_norm": float(grad_norm), "train/lr": self.sched.get_last_lr()[0],
-                     "train/step_time_s": time.perf_counter() - t0, "train/skipped_steps": float(self.skipped_steps),
-                     "train/inner_iteration": float(n)})
-        return sums
+        metrics = _mean_over_processes(acc, sums)
+        metrics.update({"train/grad_norm": grad_norm, "train/lr": lr, "train/update_time_s": time.perf_counter() - t0,
+                        "train/step_skipped": float(not finite_all), "train/skipped_steps": float(self.skipped_steps),
+                        "train/inner_iteration": float(n)})
+        return metrics
 
     # ------------------------------------------------------------------ loop, checkpoints
     def train(self, resume: bool = False, progress: bool = True) -> list[dict]:
@@ -274,26 +372,35 @@ class Trainer:
         cfg = self.cfg
         if resume:
             self.resume()
+        elif self.step == 0:  # (a caller may have called resume() itself)
+            self._refuse_stale_checkpoints()
+        self._truncate_log(self.step)  # a resumed run logs the steps after its checkpoint again
         history = []
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (progress and self.acc.is_main_process),
-                   desc=f"{cfg.algo.name} {cfg.task}")
+                   desc=f"{cfg.algo.name} {cfg.task}", unit="step", dynamic_ncols=True)
         while self.step < cfg.max_steps:
+            t0 = time.perf_counter()
             if self.buffer is None:
                 self.buffer, self.buffer_iter = self.make_rollout(), 0
                 ro_metrics = self.buffer.metrics
             else:
                 ro_metrics = {}
+            tokens = self.buffer.tokens
             metrics = self.optimizer_step(self.buffer, self.buffer_iter)
             self.buffer_iter += 1
             if self.buffer_iter == cfg.algo.num_iterations:
                 self.buffer = None
                 self.rollout_index += 1
+            dt = time.perf_counter() - t0
+            metrics.update({"train/step_time_s": dt, "train/tokens_per_s": tokens / max(dt, 1e-9)})
             row = {**ro_metrics, **metrics}
             history.append({"step": self.step, **row})
             self.logger.log(self.step, row)
             bar.update(1)
+            post = {"loss": f"{metrics['train/loss']:.4f}"}
             if ro_metrics:
-                bar.set_postfix(reward=f"{ro_metrics['reward/mean']:.3f}")
+                post["reward"] = f"{ro_metrics['reward/mean']:.3f}"
+            bar.set_postfix(post, refresh=False)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.max_steps:
                 self.save()
         bar.close()
@@ -301,42 +408,141 @@ class Trainer:
         self.logger.close()
         return history
 
-    def state(self) -> dict[str, Any]:
-        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "step": self.step,
-                "rollout_index": self.rollout_index, "micro_counter": self.micro_counter,
-                "bad_in_a_row": self.bad_in_a_row, "skipped_steps": self.skipped_steps,
-                "buffer": self.buffer, "buffer_iter": self.buffer_iter, "torch_rng": torch.get_rng_state()}
+    def _refuse_stale_checkpoints(self) -> None:
+        """A fresh run must not mix with an earlier run's checkpoints (a later --resume would pick those up)."""
+        old = latest_checkpoint(self.out / "checkpoints")
+        if old is not None:
+            raise FileExistsError(f"{old.parent} holds checkpoints of an earlier run (latest {old.name}): pass "
+                                  f"--resume to continue it, or remove them / choose another train.out_dir")
+
+    def _truncate_log(self, keep_through: int) -> None:
+        """Keep only metrics.jsonl rows with step <= ``keep_through`` (0: a fresh, empty log)."""
+        path = self.logger.path
+        if not self.acc.is_main_process or not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            if int(row.get("step", 0)) <= keep_through:
+                kept.append(line + "\n")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+
+    def state(self, rngs: list[dict] | None = None, buffers: list[Rollout | None] | None = None) -> dict[str, Any]:
+        """Loop state: scheduler, counters, every process's rollout buffer and RNG states (+ optimizer if unsharded)."""
+        out = {"scheduler": self.sched.state_dict(), "step": self.step, "rollout_index": self.rollout_index,
+               "micro_counter": self.micro_counter, "bad_in_a_row": self.bad_in_a_row,
+               "skipped_steps": self.skipped_steps, "buffer_iter": self.buffer_iter,
+               "buffers": buffers if buffers is not None else [_to_device(self.buffer, "cpu")],
+               "rng": rngs if rngs is not None else [rng_state()], "world_size": self.acc.num_processes}
+        if not self.sharded_state:
+            out["optimizer"] = self.opt.state_dict()
+        return out
 
     def save(self) -> Path | None:
-        self.acc.wait_for_everyone()
+        """Write checkpoint ``step`` (every process must call it: gathering is collective)."""
+        from accelerate.utils import gather_object
+
+        acc = self.acc
+        root = self.out / "checkpoints"
+        acc.wait_for_everyone()
+        if self.sharded_params:  # FSDP / ZeRO-3: all-gathered (collective), complete on the main process only
+            full = acc.get_state_dict(self.model)
+        else:  # replicated: read the live parameters (no copy of a frozen base)
+            full = dict(acc.unwrap_model(self.model).named_parameters()) if acc.is_main_process else {}
+        rngs = gather_object([rng_state()])
+        buffers = gather_object([_to_device(self.buffer, "cpu")])
+        tmp = staging_dir(root, self.step)
+        if acc.is_main_process:
+            begin_checkpoint(root, self.step)
+        acc.wait_for_everyone()
+        if self.sharded_state:  # sharded model / optimizer state: every process writes its part
+            kwargs = {"exclude_frozen_parameters": True} if self.is_deepspeed else {}
+            acc.save_state(str(tmp / "accelerate"), **kwargs)
+            acc.wait_for_everyone()
         path = None
-        if self.acc.is_main_process:
-            model = self.acc.unwrap_model(self.model)
-            path = save_checkpoint(self.out / "checkpoints", self.step, model, self.state(),
-                                   {"config": to_dict(self.cfg)}, keep_last=self.cfg.keep_checkpoints)
-        self.acc.wait_for_everyone()
+        if acc.is_main_process:
+            missing = [n for n in self.trainable_names if n not in full]
+            if missing:
+                raise RuntimeError(f"the gathered state dict lacks trainable parameters {missing[:3]}")
+            weights = {n: full[n] for n in self.trainable_names}
+            path = commit_checkpoint(tmp, weights, self.state(rngs, buffers), {"config": to_dict(self.cfg)},
+                                     keep_last=self.cfg.keep_checkpoints)
+        acc.wait_for_everyone()
         return path
 
     def resume(self) -> bool:
+        """Restore the latest checkpoint under out_dir/checkpoints; False when there is none."""
         path = latest_checkpoint(self.out / "checkpoints")
         if path is None:
             return False
-        state, _ = load_checkpoint(path, self.acc.unwrap_model(self.model))
-        self.opt.load_state_dict(state["optimizer"])
+        acc = self.acc
+        state, _ = load_checkpoint(path, None if self.sharded_state else acc.unwrap_model(self.model))
+        if self.sharded_state:
+            kwargs = {"load_module_strict": False} if self.is_deepspeed else {}
+            acc.load_state(str(path / "accelerate"), **kwargs)
+        else:
+            self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
-        for key in ("step", "rollout_index", "micro_counter", "bad_in_a_row", "skipped_steps", "buffer",
-                    "buffer_iter"):
+        for key in ("step", "rollout_index", "micro_counter", "bad_in_a_row", "skipped_steps", "buffer_iter"):
             setattr(self, key, state[key])
-        torch.set_rng_state(state["torch_rng"])
+        rank, world = acc.process_index, state.get("world_size", 1)
+        buffers = state["buffers"] if "buffers" in state else [state["buffer"]]
+        if any(b is not None for b in buffers) and world != acc.num_processes:
+            raise ValueError(f"{path} was written by {world} processes in the middle of a rollout; resume it with "
+                             f"{world} processes (the rollout buffer is split across them)")
+        self.buffer = _to_device(buffers[min(rank, len(buffers) - 1)], acc.device)
+        rngs = state["rng"] if "rng" in state else [{"torch": state["torch_rng"]}]
+        set_rng_state(rngs[min(rank, len(rngs) - 1)])  # dropout continues as if never stopped
         return True
 
 
-class _NullContext:
-    def __enter__(self):
-        return None
+def _std(x: torch.Tensor) -> float:
+    return float(x.std()) if x.numel() > 1 else 0.0
 
-    def __exit__(self, *exc):
-        return False
+
+def _mean_over_processes(acc, values: dict[str, float]) -> dict[str, float]:
+    """Average a dict of floats over processes (every process has the same keys)."""
+    if acc.num_processes == 1 or not values:
+        return dict(values)
+    keys = sorted(values)
+    t = acc.reduce(torch.tensor([values[k] for k in keys], dtype=torch.float64, device=acc.device), "mean")
+    return {k: float(v) for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def _to_device(obj: Any, device) -> Any:
+    """A copy of ``obj`` (tensors inside dataclasses / lists / tuples / dicts) with every tensor on ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _to_device(getattr(obj, f.name), device)
+                                           for f in dataclasses.fields(obj) if f.init})
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_device(v, device) for v in obj)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+class _ViaForward(torch.nn.Module):
+    """Calls the prepared (FSDP / ZeRO-3) model's own forward, hiding the module's shortcuts.
+
+    The likelihood and the sampler prefer ``hidden_states`` + the head weight read directly; with sharded
+    parameters those exist in full only inside the wrapper's forward, so this view exposes only ``forward``
+    (``logits_range`` keeps the head to the completion slice).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.inner = model
+        self.training = model.training
+
+    def forward(self, input_ids, attention_mask=None, logits_range=None, **kwargs):
+        return self.inner(input_ids, attention_mask=attention_mask, logits_range=logits_range, **kwargs)
 
 
 class _Reference:
