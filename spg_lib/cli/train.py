@@ -1,7 +1,7 @@
 """`spg train`: RL fine-tuning (SPG and baselines) from a YAML config.
 
     spg train --config params.yaml                     # section `train`
-    spg train --config params.yaml -o train.algo.name=d1 -o train.algo.kl_beta=0.04
+    spg train --config params.yaml -o algo.name=d1 -o algo.kl_beta=0.04
     spg train --config params.yaml --resume            # continue from the latest checkpoint
     accelerate launch --config_file configs/accelerate/ddp.yaml -m spg_lib.cli train --config params.yaml
 

@@ -61,6 +61,16 @@ def reward_curve(train_log: str | Path) -> list[dict[str, float]]:
     return rows
 
 
+def _last_step(train_log: str | Path) -> int:
+    """The last optimizer step in the trainer's JSONL (inner iterations included)."""
+    last = 0
+    with open(train_log) as fh:
+        for line in fh:
+            if line.strip():
+                last = max(last, int(json.loads(line).get("step", 0)))
+    return last
+
+
 def accuracy_by_length(generations: str | Path, bins: Sequence[int] = (8, 16, 24, 32, 48, 64, 128, 256, 512)):
     """[{length_bin, n, accuracy}]: exact-match accuracy (%) of completions grouped by token length."""
     counts: dict[int, list[int]] = {}
@@ -120,7 +130,7 @@ def summarize(base: str | Path, trained: str | Path, train_log: str | Path, out_
         "reward_first": reward_first,
         "reward_last": reward_last,
         "reward_gain": reward_last - reward_first,
-        "train_steps": curve[-1]["step"] if curve else 0,
+        "train_steps": _last_step(train_log),
         "wall_time_s": wall,
         "protocol": {k: t.get(k) for k in PROTOCOL_KEYS},
     }

@@ -79,6 +79,27 @@ class LoRASettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainEvalConfig:
+    """Greedy test-split evaluation before and after training: the before/after table of `spg train`."""
+
+    enabled: bool = _f(False, "evaluate the starting and the trained model on the test split")
+    data: str | None = _f(None, "test split source (None: the task's default)")
+    limit: int | None = _f(None, "only the first N test examples")
+    gen_length: int | None = _f(None, "tokens generated (None: algo.gen_length)")
+    block_length: int | None = _f(None, "decoding block (None: algo.block_length)")
+    steps: int | None = _f(None, "denoising steps (None: rollout.steps)")
+    batch_size: int = _f(64, "rows per generation call")
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "gen_length", "block_length", "steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"train.eval.{name} must be >= 1, got {value}")
+        if self.batch_size < 1:
+            raise ValueError(f"train.eval.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """One RL run: model, task, algorithm, rollouts, batch geometry, optimisation and bookkeeping."""
 
@@ -107,10 +128,12 @@ class TrainConfig:
     checkpoint_every: int = _f(0, "optimizer steps between checkpoints (0: only the final one)")
     keep_checkpoints: int = _f(2, "checkpoints kept")
     max_bad_steps: int = _f(5, "consecutive non-finite losses/gradients tolerated before the run stops")
-    tracking_uri: str | None = _f(None, "MLflow tracking URI (None: local JSONL only)")
+    tracking_uri: str | None = _f(None, "MLflow tracking URI (None: $MLFLOW_TRACKING_URI if set, else local JSONL "
+                                         "only; metrics always go to out_dir/metrics.jsonl too)")
     experiment: str = _f("spg", "MLflow experiment name")
     chunk_size: int = _f(256, "positions per output-head chunk in the likelihood")
     dtype: str = _f("float32", "float32 | bfloat16 (GPU)")
+    eval: TrainEvalConfig = dataclasses.field(default_factory=TrainEvalConfig)
 
     def __post_init__(self) -> None:
         if self.prompt_style not in ("paper", "compact"):

@@ -12,12 +12,14 @@ import importlib.util
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from spg_lib.algos import AlgoConfig
+from spg_lib.tasks.io import atomic_write_json
 from spg_lib.training.config import TrainConfig
 from spg_lib.training.prompts import compact_prompt, sft_response
 from spg_lib.training.sft import SFTConfig, build_sft_batch, train_sft
@@ -32,6 +34,7 @@ class SFTRunConfig:
     train_data: str = "data/sudoku/train.jsonl"
     n_train: int | None = None
     prompt_style: str = "compact"
+    response_length: int | None = None  # pad responses to the RL canvas (train.algo.gen_length); None: longest
     out_dir: str = "runs/sft"
     sft: SFTConfig = dataclasses.field(default_factory=SFTConfig)
 
@@ -81,7 +84,8 @@ def run_sft(cfg: SFTRunConfig, log=print) -> dict[str, Any]:
     model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
     prompt = prompt_function(task, cfg.prompt_style)
     ids, att, resp = build_sft_batch(tokenizer, [prompt(e) for e in examples],
-                                     [sft_response(task.name, e) for e in examples])
+                                     [sft_response(task.name, e) for e in examples],
+                                     response_length=cfg.response_length)
     log(f"sft: {len(examples)} examples, sequence length {ids.shape[1]}, {cfg.sft.steps} steps")
     history = train_sft(model, ids, att, resp, int(tokenizer.mask_token_id), cfg.sft,
                         log=lambda row: log(f"  step {row['step']:5d}  loss {row['loss']:.4f}  "
@@ -183,6 +187,34 @@ def final_model(trainer, cfg: TrainConfig) -> torch.nn.Module | None:
     return model
 
 
+def evaluate_for_table(model, tokenizer, task, cfg: TrainConfig) -> dict[str, Any]:
+    """Greedy accuracy of ``model`` on the test split with the ``train.eval`` protocol (main process only)."""
+    from spg_lib.tasks.evaluate import evaluate_model
+
+    ev = cfg.eval
+    examples = load_examples(task, ev.data or task.default_source("test"), "test", ev.limit)
+    _, metrics = evaluate_model(
+        model, tokenizer, task, examples, gen_length=ev.gen_length or cfg.algo.gen_length,
+        steps=ev.steps or cfg.rollout.steps, block_length=ev.block_length or cfg.algo.block_length,
+        batch_size=ev.batch_size, mode=cfg.reward_mode, prompt_style=cfg.prompt_style)
+    return metrics
+
+
+def before_after_table(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """The table `spg train` prints: accuracy / exact match / completion length, before and after."""
+    rows = [("accuracy (%)", "accuracy", "{:.1f}"), ("exact match (%)", "exact_match", "{:.1f}"),
+            ("mean completion tokens", "mean_completion_tokens", "{:.1f}")]
+    lines = [f"{'':24s}{'before':>10s}{'after':>10s}{'change':>10s}"]
+    for label, key, fmt in rows:
+        b, a = before.get(key), after.get(key)
+        if b is None or a is None:
+            continue
+        lines.append(f"{label:24s}{fmt.format(b):>10s}{fmt.format(a):>10s}{a - b:>+10.1f}")
+    lines.append(f"({after['task']} test split, n={after['n']}, gen_length {after['gen_length']}, "
+                 f"steps {after['steps']}, block {after['block_length']}, greedy)")
+    return "\n".join(lines)
+
+
 def run_train(cfg: TrainConfig, *, resume: bool = False, accelerator=None, progress: bool = True,
               examples: list[dict] | None = None, task=None) -> dict[str, Any]:
     """Load model/tokenizer/data, run the RL trainer, save the final model; returns the metric history.
@@ -200,18 +232,39 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, accelerator=None, progr
         examples = load_examples(task, cfg.train_data or task.default_source("train"), "train")
     model = wrap_lora(load_base_model(cfg), cfg.lora)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    start = time.perf_counter()
     trainer = Trainer(cfg, model, tokenizer, examples, task, accelerator=accelerator,
                       prompt_fn=prompt_function(task, cfg.prompt_style))
+    out = Path(cfg.out_dir)
+    before = None
+    if cfg.eval.enabled and trainer.acc.is_main_process:
+        before_path = out / "eval_before.json"
+        if resume and before_path.exists():  # the starting model of a resumed run was evaluated already
+            before = json.loads(before_path.read_text())
+        else:
+            before = evaluate_for_table(trainer.acc.unwrap_model(trainer.model), tokenizer, task, cfg)
+            atomic_write_json(before_path, before)
+    trainer.acc.wait_for_everyone()
     history = trainer.train(resume=resume, progress=progress)
     model = final_model(trainer, cfg)
-    final = None
+    final = after = None
     if model is not None:
-        final = str(save_model_dir(model, tokenizer, Path(cfg.out_dir) / "final",
+        final = str(save_model_dir(model, tokenizer, out / "final",
                                    {"train": dataclasses.asdict(cfg), "steps": trainer.step}))
+        if before is not None:
+            after = evaluate_for_table(model, tokenizer, task, cfg)
+            atomic_write_json(out / "eval_after.json", after)
+            print(before_after_table(before, after))
+        atomic_write_json(out / "result.json", {
+            "steps": trainer.step, "skipped_steps": trainer.skipped_steps, "final_model": final,
+            "wall_time_s": time.perf_counter() - start, "resumed": resume,
+            "accuracy_before": before and before["accuracy"], "accuracy_after": after and after["accuracy"]})
     trainer.acc.wait_for_everyone()
-    return {"history": history, "final_model": final, "skipped_steps": trainer.skipped_steps}
+    return {"history": history, "final_model": final, "skipped_steps": trainer.skipped_steps,
+            "eval_before": before, "eval_after": after}
 
 
-__all__ = ["AlgoConfig", "SFTRunConfig", "TrainConfig", "check_4bit_support", "final_model", "import_plugins",
+__all__ = ["AlgoConfig", "SFTRunConfig", "TrainConfig", "before_after_table", "check_4bit_support",
+           "evaluate_for_table", "final_model", "import_plugins",
            "load_base_model", "load_examples", "prompt_function", "run_sft", "run_train", "save_model_dir",
            "wrap_lora"]

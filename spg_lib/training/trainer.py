@@ -162,7 +162,8 @@ class Trainer:
         self.buffer: Rollout | None = None
         self.buffer_iter = 0
         self.out = Path(cfg.out_dir)
-        self.logger = MetricsLogger(self.out / "metrics.jsonl", cfg.tracking_uri, cfg.experiment,
+        tracking_uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")  # config wins, then the env
+        self.logger = MetricsLogger(self.out / "metrics.jsonl", tracking_uri, cfg.experiment,
                                     params=to_dict(cfg), enabled=self.acc.is_main_process)
 
     # ------------------------------------------------------------------ geometry

@@ -40,7 +40,7 @@ def test_summary_numbers_and_files(tmp_path):
     assert s["reward_first"] == pytest.approx(0.15) and s["reward_last"] == pytest.approx(0.55)
     assert s["reward_gain"] == pytest.approx(0.4)
     assert s["wall_time_s"] == pytest.approx(111.0)
-    assert s["train_steps"] == 11
+    assert s["train_steps"] == 12
     saved = json.loads((tmp_path / "out/summary.json").read_text())
     assert saved == s
     curve = (tmp_path / "out/reward_curve.csv").read_text().splitlines()
