@@ -130,6 +130,19 @@ def supports_logits_range(model: Any) -> bool:
     return "logits_range" in params
 
 
+def supports_hidden_head(model: Any) -> bool:
+    """True when the model exposes ``hidden_states(..., output_range=(s, e))`` and ``logits_from_hidden(h)``
+    (the native LLaDAModelLM): the sampler then runs the output head only on the positions it needs."""
+    if not callable(getattr(model, "logits_from_hidden", None)) or not callable(getattr(model, "hidden_states", None)):
+        return False
+    try:
+        hidden_params = inspect.signature(model.hidden_states).parameters
+        head_params = inspect.signature(model.logits_from_hidden).parameters
+    except (TypeError, ValueError):
+        return False
+    return "output_range" in hidden_params and "out" in head_params
+
+
 @contextlib.contextmanager
 def eval_mode(model: Any) -> Iterator[None]:
     """Run the body with ``model.eval()`` and no autograd; restore every submodule's train/eval flag after."""

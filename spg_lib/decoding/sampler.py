@@ -14,12 +14,26 @@ Algorithm (per call):
   CFG (cfg_scale s > 0): an unconditional copy (all prompt positions, padding included, set to [M]) runs in the
   same batch; logits = un + (s + 1) * (cond - un).
 
-Efficiency (vs the official code, §10 item 20): the output head, noise, softmax and confidence are computed
-only on the current block (``model(..., logits_range=(s, e))`` when the model supports it, else slicing the
-full logits), top-k with a per-row k is a sort + rank mask (no Python loop over rows), no autograd graph is
-built, and the model's train/eval mode is restored afterwards. The attention mask (prompt mask extended with
-ones over the generated part) is passed so left-padded batches decode as each row would alone (§10 item 13).
-Compute runs in the model dtype (§10 item 23); softmax/CFG in >= fp32, Gumbel noise in fp64.
+Efficiency (vs the official code, §10 item 20). Every step still runs the network on the whole canvas (LLaDA is
+bidirectional: no KV cache, the tokens equal the reference's), but everything after the network is restricted
+to the N still-masked positions of the current block:
+  - native LLaDAModelLM (``hidden_states(..., output_range)`` + ``logits_from_hidden``): the LAST transformer
+    block computes queries/attention output/MLP only on the current block (earlier blocks need every position
+    as keys/values), and the output head runs only on the N masked positions ([N, D] @ [D, V]); other models:
+    ``model(..., logits_range=(s, e))`` when supported, else slicing the full logits;
+  - argmax, softmax and confidence only on those N rows; the [N, V] logits/probability tensors are written
+    into buffers reused across the steps of the call (no fresh multi-hundred-MB tensors per step);
+  - padding is looked at once per call: on CPU the rows go through the network in groups of about
+    ``CPU_TOKENS_PER_THREAD`` canvas tokens per thread (cache-sized; one group = the whole batch elsewhere),
+    each group drops the columns that are padding in all of its rows and gets no attention mask when none of
+    its rows is padded after that (unmasked attention; a one-row group is exactly the row's unpadded canvas);
+  - a step with nothing left to decode in its block (steps_per_block > block_length) skips the forward (it only
+    makes its random draws);
+  - top-k with a per-row k is a sort + rank mask (no Python loop over rows), no autograd graph is built, and the
+    model's train/eval mode is restored afterwards.
+The attention mask (prompt mask extended with ones over the generated part) is passed so left-padded batches
+decode as each row would alone (§10 item 13). Compute runs in the model dtype (§10 item 23); softmax/CFG in
+>= fp32, Gumbel noise in fp64.
 
 Randomness (exactly this, in this order, from ``generator``; the reference sampler consumes the same):
   for each block b = 0..NB-1, for each step i = 0..S_b-1:
@@ -34,6 +48,7 @@ T = P + L canvas length.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -44,43 +59,144 @@ from spg_lib.decoding._common import (
     draw_gumbel,
     draw_uniform,
     eval_mode,
+    supports_hidden_head,
     supports_logits_range,
 )
 from spg_lib.decoding.schedule import num_transfer_tokens
 
 
+class _Workspace:
+    """[N, V] buffers reused across the steps of one generate call.
+
+    A fresh [N, V] tensor per step costs page faults and the kernel zeroing its pages: with LLaDA's vocabulary
+    that is hundreds of MB per step, about as slow as the softmax itself. A buffer is allocated at the first
+    step of the call, which needs the largest N (the whole first block is still masked), and sliced [:N] after.
+    """
+
+    def __init__(self) -> None:
+        self.logits: torch.Tensor | None = None  # [N_max, V] in the model dtype (hidden-state head only)
+        self.probs: torch.Tensor | None = None  # [N_max, V] >= fp32
+
+    @staticmethod
+    def _slice(buf: torch.Tensor | None, n: int, width: int, like: torch.Tensor) -> torch.Tensor | None:
+        """buf[:n] if buf can hold [n, width] tensors of like's dtype/device, else None."""
+        if buf is None or buf.shape[0] < n or buf.shape[1] != width:
+            return None
+        return buf[:n] if (buf.dtype == like.dtype and buf.device == like.device) else None
+
+    def head(self, model: Any, hidden: torch.Tensor) -> torch.Tensor:
+        """Output head on hidden states [N, D] -> logits [N, V] (into the reused buffer once it exists)."""
+        out = None
+        if self.logits is not None:
+            out = self._slice(self.logits, hidden.shape[0], self.logits.shape[1], hidden)
+        if out is not None:
+            return model.logits_from_hidden(hidden, out=out)
+        logits = model.logits_from_hidden(hidden)  # [N, V]
+        self.logits = logits
+        return logits
+
+    def softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """Same values as ``torch.softmax(logits, -1)`` ([N, V], the same kernel), into the reused buffer."""
+        n, width = logits.shape
+        out = self._slice(self.probs, n, width, logits)
+        if out is None:
+            self.probs = torch.empty_like(logits)
+            out = self.probs
+        return torch.ops.aten._softmax.out(logits, -1, False, out=out)
+
+
+# On CPU the network runs over groups of rows of about this many canvas tokens per torch thread: a [B, T]
+# forward whose working set exceeds the core's cache is slower PER ROW than smaller forwards (tiny model, one
+# thread: 16 rows x 320 tokens in one call ~20% slower per row than one row per call). Rows are independent, so
+# grouping changes no value. Other devices run the whole batch in one call.
+CPU_TOKENS_PER_THREAD = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class _RowGroup:
+    """Rows [first, last) of the model batch, run in one forward without their ``lead`` leading columns (padding in
+    every row of the group); ``mask`` [last - first, T - lead] is None when no row of the group has padding left."""
+
+    first: int
+    last: int
+    lead: int
+    mask: torch.Tensor | None
+
+
+def _row_groups(mask: torch.Tensor | None, rows: int, length: int, device: torch.device) -> list[_RowGroup]:
+    """Split the [rows, length] model batch into forward calls, once per generate call.
+
+    mask: [rows, length] canvas attention mask (1 real, 0 padding; the generated part is all 1) or None.
+    """
+    step = rows
+    if device.type == "cpu":
+        step = max(1, CPU_TOKENS_PER_THREAD * max(1, torch.get_num_threads()) // max(1, length))
+    groups = []
+    for first in range(0, rows, step):
+        last = min(rows, first + step)
+        if mask is None:
+            groups.append(_RowGroup(first, last, 0, None))
+            continue
+        real = mask[first:last].bool()  # [g, T]
+        lead = int(real.any(dim=0).long().argmax())  # first column real in some row (the generated part is real)
+        padded = not bool(real[:, lead:].all())
+        groups.append(_RowGroup(first, last, lead, mask[first:last, lead:] if padded else None))
+    return groups
+
+
 def _block_logits(
     model: Any,
     canvas: torch.Tensor,
-    attention_mask: torch.Tensor | None,
+    groups: list[_RowGroup],
     start: int,
     end: int,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
     *,
-    use_range: bool,
+    head: str,
+    workspace: _Workspace,
     cfg_scale: float,
     prompt_length: int,
     mask_id: int,
 ) -> torch.Tensor:
-    """Logits of the current block, [B, K, V] in >= fp32, with CFG applied when cfg_scale > 0."""
+    """Logits [N, V] (>= fp32, CFG applied when cfg_scale > 0) of the N still-masked block positions.
+
+    ``groups`` split the model batch (B rows, or 2B with CFG) into forward calls (:func:`_row_groups`);
+    ``rows``/``cols`` (LongTensor [N] each) index the masked positions inside the block [B, K]; ``head`` is
+    "hidden" (LLaDAModelLM: hidden states of the block only, output head on the N positions only), "range"
+    (``model(..., logits_range=(start, end))``) or "full" (``model(...)``, then slicing).
+    """
     batch = canvas.shape[0]
     inputs = canvas  # [B, T]
-    mask = attention_mask  # [B, T] | None
     if cfg_scale > 0:
         uncond = canvas.clone()
         uncond[:, :prompt_length] = mask_id
         inputs = torch.cat([canvas, uncond], dim=0)  # [2B, T]
-        mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask], dim=0)
-    kwargs: dict[str, Any] = {}
-    if mask is not None:
-        kwargs["attention_mask"] = mask
-    if use_range:
-        logits = model(inputs, logits_range=(start, end), **kwargs).logits  # [B', K, V]
+        rows_all = torch.cat([rows, rows + batch])  # [2N]: the conditional rows, then the unconditional ones
+        cols_all = torch.cat([cols, cols])
     else:
-        logits = model(inputs, **kwargs).logits[:, start:end]  # [B', K, V]
+        rows_all, cols_all = rows, cols
+
+    def run(group: _RowGroup) -> torch.Tensor:  # [g, K, D] hidden states or [g, K, V] logits of the block
+        x = inputs[group.first : group.last, group.lead :]  # [g, T - lead]
+        s, e = start - group.lead, end - group.lead
+        if head == "hidden":
+            return model.hidden_states(x, attention_mask=group.mask, output_range=(s, e))
+        kwargs: dict[str, Any] = {} if group.mask is None else {"attention_mask": group.mask}
+        if head == "range":
+            return model(x, logits_range=(s, e), **kwargs).logits
+        return model(x, **kwargs).logits[:, s:e]
+
+    parts = [run(group) for group in groups]
+    out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # [B', K, D | V]
+    picked = out[rows_all, cols_all]  # [N', D] hidden states or [N', V] logits (a copy)
+    logits = workspace.head(model, picked) if head == "hidden" else picked  # [N', V]
     logits = at_least_fp32(logits)
     if cfg_scale > 0:
-        cond, un = logits[:batch], logits[batch:]  # [B, K, V] each
-        logits = un + (cfg_scale + 1.0) * (cond - un)
+        n = rows.shape[0]
+        cond, un = logits[:n], logits[n:]  # [N, V] each (views of a tensor owned here)
+        # in place, same values as un + (s + 1) * (cond - un)
+        logits = cond.sub_(un).mul_(cfg_scale + 1.0).add_(un)
     return logits
 
 
@@ -154,44 +270,70 @@ def generate(
     device = prompt_ids.device
     canvas = torch.full((B, P + L), mask_id, dtype=torch.long, device=device)  # [B, T]
     canvas[:, :P] = prompt_ids
-    full_mask = None
+    # Padding and forward calls, decided once per call: each group of rows drops the columns that are padding in
+    # all of its rows and gets no attention mask when none of its rows is padded (plain unmasked attention).
+    canvas_mask = None  # [B', T]
     if attention_mask is not None:
-        full_mask = torch.cat(
+        canvas_mask = torch.cat(
             [attention_mask.to(device), torch.ones((B, L), dtype=attention_mask.dtype, device=device)], dim=1
         )  # [B, T]
-    use_range = supports_logits_range(model)
+        if cfg_scale > 0:
+            canvas_mask = torch.cat([canvas_mask, canvas_mask], dim=0)  # [2B, T]: the unconditional copy too
+    groups = _row_groups(canvas_mask, 2 * B if cfg_scale > 0 else B, P + L, device)
+    # how the block's logits are obtained: hidden states + head on masked rows > logits_range > full logits
+    head = "hidden" if supports_hidden_head(model) else ("range" if supports_logits_range(model) else "full")
+    cfg = float(cfg_scale)
+    workspace = _Workspace()
+    vocab: int | None = None  # V, known after the first forward
 
     with eval_mode(model):
         for b in range(plan.num_blocks):
-            start, end = P + b * K, P + (b + 1) * K
+            start, end = P + b * K, P + (b + 1) * K  # the block in canvas coordinates
             schedule = num_transfer_tokens(
                 (canvas[:, start:end] == mask_id).sum(dim=1), plan.steps_per_block
             )  # [B, S_b]
             for i in range(plan.steps_per_block):
+                block = canvas[:, start:end]  # [B, K] (view)
+                masked = block == mask_id  # [B, K]
+                rows, cols = masked.nonzero(as_tuple=True)  # [N] each: the still-masked block positions
+                if rows.numel() == 0 and vocab is not None:
+                    # nothing left to decode in this block (steps_per_block > masks): the step changes nothing,
+                    # so skip the forward and only consume the documented random draws
+                    if temperature > 0:
+                        draw_gumbel((B, K, vocab), generator, device)
+                    if remasking == "random":
+                        draw_uniform((B, K), generator, device)
+                    continue
                 logits = _block_logits(
                     model,
                     canvas,
-                    full_mask,
+                    groups,
                     start,
                     end,
-                    use_range=use_range,
-                    cfg_scale=float(cfg_scale),
+                    rows,
+                    cols,
+                    head=head,
+                    workspace=workspace,
+                    cfg_scale=cfg,
                     prompt_length=P,
                     mask_id=mask_id,
-                )  # [B, K, V]
+                )  # [N, V]
+                vocab = logits.shape[-1]
                 if temperature > 0:
-                    gumbel = draw_gumbel(tuple(logits.shape), generator, device)  # [B, K, V] fp64
-                    proposal = (logits.double() / temperature + gumbel).argmax(dim=-1)  # [B, K]
+                    # the documented draw is for the whole block [B, K, V]; only masked positions use it
+                    gumbel = draw_gumbel((B, K, vocab), generator, device)  # [B, K, V] fp64
+                    proposal = (logits.double() / temperature + gumbel[rows, cols]).argmax(dim=-1)  # [N]
                 else:
-                    proposal = logits.argmax(dim=-1)  # [B, K]
+                    proposal = logits.argmax(dim=-1)  # [N]
                 if remasking == "low_confidence":
-                    probs = torch.softmax(logits, dim=-1)  # [B, K, V]
-                    confidence = probs.gather(-1, proposal[..., None]).squeeze(-1)  # [B, K]
+                    probs = workspace.softmax(logits)  # [N, V]
+                    confidence = torch.full((B, K), float("-inf"), dtype=probs.dtype, device=device)  # [B, K]
+                    confidence[rows, cols] = probs.gather(-1, proposal[:, None]).squeeze(-1)
                 else:
                     confidence = draw_uniform((B, K), generator, device)  # [B, K]
-                block = canvas[:, start:end]  # [B, K] (view)
-                masked = block == mask_id  # [B, K]
-                confidence = confidence.masked_fill(~masked, float("-inf"))
+                    confidence = confidence.masked_fill(~masked, float("-inf"))
                 chosen = top_k_per_row(confidence, schedule[:, i]) & masked  # [B, K]
-                canvas[:, start:end] = torch.where(chosen, proposal, block)
+                proposed = block.clone()  # [B, K]
+                proposed[rows, cols] = proposal
+                canvas[:, start:end] = torch.where(chosen, proposed, block)
     return canvas

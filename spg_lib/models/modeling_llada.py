@@ -143,28 +143,43 @@ class LLaDABlock(GradientCheckpointingLayer):
         self.ff_out = nn.Linear(F_, D, bias=bias)
 
     def forward(
-        self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, key_mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        sin: torch.Tensor,
+        cos: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        query_range: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """x [B, T, D], rope tables [B|1, 1, T, hd], key_mask bool [B, 1, 1, T] (True = attend) -> [B, T, D]."""
+        """x [B, T, D], rope tables [B|1, 1, T, hd], key_mask bool [B, 1, 1, T] (True = attend) -> [B, T, D].
+
+        query_range (s, e): keys/values still come from all T positions, but only positions s..e-1 are queried
+        and returned ([B, e - s, D]); their values equal rows s..e-1 of the full output (up to float rounding).
+        Used for the last block when only some positions' hidden states are needed.
+        """
         B, T, D = x.shape
         h = self.attn_norm(x)
-        q = self.q_proj(h).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, hd]
         k = self.k_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
         v = self.v_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
-        q = apply_rope(q, sin, cos, self.rope_full_precision)
         k = apply_rope(k, sin, cos, self.rope_full_precision)
+        if query_range is not None:
+            s, e = query_range
+            x, h = x[:, s:e], h[:, s:e]  # [B, Q, D]
+            sin, cos = sin[:, :, s:e], cos[:, :, s:e]
+        Q = x.shape[1]
+        q = self.q_proj(h).view(B, Q, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, Q, hd]
+        q = apply_rope(q, sin, cos, self.rope_full_precision)
         att = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=key_mask,
             dropout_p=self.attention_dropout if self.training else 0.0,
             is_causal=False,  # masked diffusion: every position sees every (real) position
             enable_gqa=self.n_kv_heads != self.n_heads,
-        )  # [B, H, T, hd]
-        att = att.transpose(1, 2).reshape(B, T, D)
+        )  # [B, H, Q, hd]
+        att = att.transpose(1, 2).reshape(B, Q, D)
         x = x + F.dropout(self.attn_out(att), self.residual_dropout, self.training)
 
         h = self.ff_norm(x)
-        h = self.act(self.ff_proj(h)) * self.up_proj(h)  # [B, T, F]
+        h = self.act(self.ff_proj(h)) * self.up_proj(h)  # [B, Q, F]
         return x + F.dropout(self.ff_out(h), self.residual_dropout, self.training)
 
 
@@ -191,14 +206,21 @@ class LLaDAModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        output_range: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """Token ids [B, T] -> final-norm hidden states [B, T, D].
+        """Token ids [B, T] -> final-norm hidden states [B, T, D] (or [B, e - s, D] with output_range=(s, e)).
 
         attention_mask [B, T] (1 real, 0 padding): padded keys are masked out and, unless position_ids are given,
         positions count real tokens from each row's first real token (so left padding does not shift RoPE).
+        output_range (s, e): only positions s..e-1 are returned; the last block then runs its queries, attention
+        output and MLP on those positions only (every earlier block still needs all T positions as keys/values).
         """
         cfg = self.config
         B, T = input_ids.shape
+        if output_range is not None:
+            output_range = (int(output_range[0]), int(output_range[1]))
+            if not 0 <= output_range[0] < output_range[1] <= T:
+                raise ValueError(f"output_range={output_range} must satisfy 0 <= start < end <= T={T}")
         x = self.transformer["wte"](input_ids)  # [B, T, D]
         if cfg.input_emb_norm:
             x = x * (cfg.d_model**0.5)
@@ -219,12 +241,34 @@ class LLaDAModel(nn.Module):
             position_ids = torch.arange(T, device=input_ids.device)[None]  # [1, T]
         sin, cos = rope_sin_cos(position_ids, cfg.head_dim, cfg.rope_theta)  # [B|1, 1, T, hd]
 
-        for block in self.transformer["blocks"]:
-            x = block(x, sin, cos, key_mask)
+        blocks = self.transformer["blocks"]
+        for i, block in enumerate(blocks):
+            if output_range is not None and i == len(blocks) - 1:
+                x = block(x, sin, cos, key_mask, output_range)  # [B, e - s, D]
+            else:
+                x = block(x, sin, cos, key_mask)  # [B, T, D]
+        if output_range is not None and len(blocks) == 0:
+            x = x[:, output_range[0] : output_range[1]]
         return self.transformer["ln_f"](x)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final-norm hidden states [B, T, D] -> logits [B, T, E]."""
+    def logits(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-norm hidden states [B, T, D] -> logits [B, T, E].
+
+        out: optional preallocated tensor for the logits of 2-D hidden states [N, D] (an [N, E] tensor of the
+        hidden dtype, e.g. a reused buffer; same values as without it). Ignored (a new tensor is returned) unless
+        the head is a plain nn.Linear or the tied embedding (a wrapped/quantised head runs its own forward).
+        """
+        head = getattr(self.transformer, "ff_out", None)  # None: weight tying
+        if out is not None and hidden.dim() == 2 and (head is None or type(head) is nn.Linear):
+            weight = self.transformer["wte"].weight if head is None else head.weight  # [E, D]
+            bias = None if head is None else head.bias
+            if bias is None:
+                logits = torch.matmul(hidden, weight.t(), out=out)  # what F.linear runs for 2-D inputs
+            else:
+                logits = torch.addmm(bias, hidden, weight.t(), out=out)
+            if self.config.scale_logits:
+                logits.mul_(1.0 / math.sqrt(self.config.d_model))
+            return logits
         if "ff_out" in self.transformer:
             logits = self.transformer["ff_out"](hidden)
         else:  # weight tying: the embedding matrix is the output projection
@@ -316,9 +360,21 @@ class LLaDAModelLM(PreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        output_range: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """Token ids [B, T] -> hidden states after the final norm, [B, T, D]."""
-        return self.model.encode(input_ids, attention_mask, position_ids)
+        """Token ids [B, T] -> hidden states after the final norm, [B, T, D].
+
+        output_range=(s, e): only positions s..e-1, [B, e - s, D], computed with a cheaper last block (see
+        :meth:`LLaDAModel.encode`); equal to slicing the full result up to float rounding.
+        """
+        return self.model.encode(input_ids, attention_mask, position_ids, output_range)
+
+    def logits_from_hidden(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Output head on final-norm hidden states [..., D] -> logits [..., V] (what forward applies).
+
+        out: optional [N, V] buffer for 2-D hidden states [N, D] (see :meth:`LLaDAModel.logits`).
+        """
+        return self.model.logits(hidden, out=out)
 
     def forward(
         self,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spg_lib.decoding import completion_mask, generate, generate_reference
-from spg_lib.decoding._common import supports_logits_range
+from spg_lib.decoding._common import supports_hidden_head, supports_logits_range
 from spg_lib.models import LLaDAModelLM, init_tiny_model
 
 
@@ -67,3 +67,56 @@ def test_tiny_model_mode_restored_and_completion_mask(tiny) -> None:
     completion = out[:, ids.shape[1] :]
     cmask = completion_mask(completion, tiny.config.eos_token_id)
     assert cmask.shape == completion.shape and bool(cmask[:, 0].all())
+
+
+class _RangeOnly(torch.nn.Module):
+    """The tiny model behind the plain ``forward(..., logits_range)`` contract (no hidden-state head path)."""
+
+    def __init__(self, inner: LLaDAModelLM) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def forward(self, input_ids, attention_mask=None, logits_range=None):
+        return self.inner(input_ids, attention_mask=attention_mask, logits_range=logits_range)
+
+
+@pytest.mark.parametrize(
+    ("temperature", "remasking", "cfg_scale"),
+    [(0.0, "low_confidence", 0.0), (0.8, "low_confidence", 0.0), (0.5, "random", 0.0), (0.0, "low_confidence", 2.0)],
+)
+def test_hidden_head_path_equals_logits_range_path(tiny, temperature, remasking, cfg_scale) -> None:
+    assert supports_hidden_head(tiny) and not supports_hidden_head(_RangeOnly(tiny))
+    ids, mask = _prompts(tiny, [7, 2, 5, 7], seed=4)
+    kw = {
+        "gen_length": 12,
+        "block_length": 4,
+        "steps": 9,  # 3 per block
+        "mask_id": tiny.config.mask_token_id,
+        "temperature": temperature,
+        "remasking": remasking,
+        "cfg_scale": cfg_scale,
+    }
+    hidden = generate(tiny, ids, mask, **kw, generator=torch.Generator().manual_seed(5))
+    ranged = generate(_RangeOnly(tiny), ids, mask, **kw, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(hidden, ranged)
+
+
+def test_tiny_model_padded_rows_decode_as_unpadded_rows(tiny) -> None:
+    lengths = [6, 3, 6, 3]
+    ids, mask = _prompts(tiny, lengths, seed=7)
+    kw = {"gen_length": 8, "block_length": 4, "steps": 8, "mask_id": tiny.config.mask_token_id}
+    padded = generate(tiny, ids, mask, **kw)
+    for n in (3, 6):
+        rows = [r for r, m in enumerate(lengths) if m == n]
+        alone = generate(tiny, ids[rows, -n:], torch.ones_like(ids[rows, -n:]), **kw)  # no padding: no mask
+        assert torch.equal(padded[rows, -8:], alone[:, -8:])
+    assert torch.equal(padded, generate_reference(tiny, ids, mask, **kw))
+
+
+def test_tiny_model_more_steps_than_block_tokens(tiny) -> None:
+    ids, mask = _prompts(tiny, [4, 2], seed=2)
+    kw = {"gen_length": 4, "block_length": 2, "steps": 8, "mask_id": tiny.config.mask_token_id, "temperature": 1.0}
+    fast = generate(tiny, ids, mask, **kw, generator=torch.Generator().manual_seed(3))
+    ref = generate_reference(tiny, ids, mask, **kw, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(fast, ref)
