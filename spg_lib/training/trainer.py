@@ -249,7 +249,9 @@ class Trainer:
             comp = ids[:, P:]
             cmask = completion_mask(comp, self.eos_id)
             lengths.append(cmask.sum(-1).float())
-            texts_out = tok.batch_decode(comp, skip_special_tokens=True)
+            # rewards see the completion up to its first EOS only (the official decode also reads what follows
+            # it, harmless for LLaDA, which pads with EOS, but not for a model that writes on after EOS)
+            texts_out = tok.batch_decode(comp.masked_fill(~cmask, self.eos_id), skip_special_tokens=True)
             for text in texts_out:
                 kwargs = self.task.reward_kwargs(local[row])
                 parts = {f.name: f(text, **kwargs) for f in fns}
