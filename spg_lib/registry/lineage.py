@@ -46,14 +46,7 @@ def dvc_lock_hashes(path: str | Path) -> dict[str, str]:
         FileNotFoundError: no such file; ValueError: not YAML / not a dvc.lock layout.
     """
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a mapping of stages")
+    doc = _yaml_mapping(path, "a mapping of stages")
     stages = doc.get("stages", {k: v for k, v in doc.items() if k != "schema"})
     if not isinstance(stages, dict):
         raise ValueError(f"{path}: 'stages' is not a mapping")
@@ -71,6 +64,19 @@ def dvc_lock_hashes(path: str | Path) -> dict[str, str]:
     return out
 
 
+def _yaml_mapping(path: Path, expected: str) -> dict[str, Any]:
+    """The YAML mapping in ``path`` ({} for an empty file); ValueError naming the file otherwise."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected {expected}")
+    return doc
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested mapping -> ``{"a.b.c": leaf}``."""
     out: dict[str, Any] = {}
@@ -85,15 +91,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def flat_params(path: str | Path) -> dict[str, str]:
     """params.yaml flattened to ``{"section.key": "value"}`` (lists / empty mappings as JSON, None as "null")."""
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+    doc = _yaml_mapping(Path(path), "a mapping at the top level")
     return {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in flatten(doc).items()}
 
 
