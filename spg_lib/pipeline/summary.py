@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spg_lib.tasks.io import atomic_write, atomic_write_json
+from spg_lib.tasks.io import atomic_write, atomic_write_json, read_table
 
 __all__ = ["ProtocolMismatchError", "accuracy_by_length", "format_table", "report", "reward_curve", "summarize"]
 
@@ -44,46 +44,30 @@ def _read_json(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
-def reward_curve(train_log: str | Path) -> list[dict[str, float]]:
+def _jsonl_rows(path: str | Path) -> list[dict[str, Any]]:
+    return read_table(path, allow_empty=True).rows  # line-numbered errors for malformed lines
+
+
+def reward_curve(train_log: str | Path | list[dict[str, Any]]) -> list[dict[str, float]]:
     """[{step, reward}] from the trainer's JSONL (rows without ``reward/mean`` are inner iterations)."""
-    rows = []
-    with open(train_log) as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{train_log}:{line_no}: not valid JSON ({exc})") from None
-            value = row.get("reward/mean")
-            if value is not None and math.isfinite(float(value)):
-                rows.append({"step": int(row["step"]), "reward": float(value)})
-    return rows
-
-
-def _last_step(train_log: str | Path) -> int:
-    """The last optimizer step in the trainer's JSONL (inner iterations included)."""
-    last = 0
-    with open(train_log) as fh:
-        for line in fh:
-            if line.strip():
-                last = max(last, int(json.loads(line).get("step", 0)))
-    return last
+    rows = _jsonl_rows(train_log) if isinstance(train_log, str | Path) else train_log
+    curve = []
+    for row in rows:
+        value = row.get("reward/mean")
+        if value is not None and math.isfinite(float(value)):
+            curve.append({"step": int(row["step"]), "reward": float(value)})
+    return curve
 
 
 def accuracy_by_length(generations: str | Path, bins: Sequence[int] = (8, 16, 24, 32, 48, 64, 128, 256, 512)):
     """[{length_bin, n, accuracy}]: exact-match accuracy (%) of completions grouped by token length."""
     counts: dict[int, list[int]] = {}
-    with open(generations) as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            n_tok = int(rec.get("completion_tokens", 0))
-            edge = next((b for b in bins if n_tok <= b), bins[-1])
-            c = counts.setdefault(edge, [0, 0])
-            c[0] += bool(rec.get("correct"))
-            c[1] += 1
+    for rec in _jsonl_rows(generations):
+        n_tok = int(rec.get("completion_tokens", 0))
+        edge = next((b for b in bins if n_tok <= b), bins[-1])
+        c = counts.setdefault(edge, [0, 0])
+        c[0] += bool(rec.get("correct"))
+        c[1] += 1
     return [{"length_bin": b, "n": c[1], "accuracy": 100.0 * c[0] / c[1]} for b, c in sorted(counts.items())]
 
 
@@ -111,7 +95,8 @@ def summarize(base: str | Path, trained: str | Path, train_log: str | Path, out_
     differ = [k for k in PROTOCOL_KEYS if b.get(k) != t.get(k)]
     if differ:
         raise ProtocolMismatchError(f"{base} vs {trained}: evaluation protocols differ in {differ}")
-    curve = reward_curve(train_log)
+    log_rows = _jsonl_rows(train_log)  # read once: the curve and the last step
+    curve = reward_curve(log_rows)
     first = curve[:window]
     last = curve[-window:]
     reward_first = sum(r["reward"] for r in first) / len(first) if first else float("nan")
@@ -130,7 +115,7 @@ def summarize(base: str | Path, trained: str | Path, train_log: str | Path, out_
         "reward_first": reward_first,
         "reward_last": reward_last,
         "reward_gain": reward_last - reward_first,
-        "train_steps": _last_step(train_log),
+        "train_steps": max((int(r.get("step", 0)) for r in log_rows), default=0),
         "wall_time_s": wall,
         "protocol": {k: t.get(k) for k in PROTOCOL_KEYS},
     }

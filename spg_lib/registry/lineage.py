@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from spg_lib.config import flatten
+
 UNKNOWN = "unknown"
 
 
@@ -75,18 +77,6 @@ def _yaml_mapping(path: Path, expected: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected {expected}")
     return doc
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mapping -> ``{"a.b.c": leaf}``."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def flat_params(path: str | Path) -> dict[str, str]:

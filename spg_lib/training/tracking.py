@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from spg_lib.config import flatten
+
 # MLflow HTTP client settings applied (setdefault) before the logger's first request. Integers only: MLflow parses
 # MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR and MLFLOW_HTTP_REQUEST_TIMEOUT as int.
 FAST_FAIL_HTTP_ENV: dict[str, str] = {
@@ -95,7 +97,7 @@ class MetricsLogger:
                 experiment_id = _get_or_create_experiment(client, experiment)
                 run_tags = {"mlflow.source.git.commit": git_commit(), **tags}
                 run_id = client.create_run(experiment_id, run_name=run_name, tags=run_tags).info.run_id
-                flat = _flatten(params)
+                flat = flatten(params)
                 if flat:
                     client.log_batch(run_id, params=[Param(safe_key(k), str(v)[:500]) for k, v in flat.items()])
             self._client, self.run_id = client, run_id
@@ -175,14 +177,3 @@ def _get_or_create_experiment(client, name: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out

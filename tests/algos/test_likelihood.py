@@ -200,10 +200,9 @@ def test_completion_token_logprobs_rejects_bad_prompt_len() -> None:
 
 
 def test_completion_token_logprobs_on_tiny_llada() -> None:
-    models = pytest.importorskip("spg_lib.models")
-    if not hasattr(models, "init_tiny_model"):
-        pytest.skip("spg_lib.models.init_tiny_model not available yet")
-    model = models.init_tiny_model(seed=0)
+    from spg_lib.models import init_tiny_model
+
+    model = init_tiny_model(seed=0)
     V = model.get_output_embeddings().weight.shape[0]
     g = torch.Generator().manual_seed(5)
     ids = torch.randint(0, V, (2, 10), generator=g)

@@ -18,7 +18,6 @@ import pytest
 from tests.services import unused_endpoint_url
 
 DVC = Path(sys.executable).parent / "dvc"
-pytestmark = pytest.mark.skipif(not DVC.exists() or shutil.which("git") is None, reason="needs dvc and git")
 
 
 def _md5(path: Path) -> str:
