@@ -75,3 +75,14 @@ def test_overrides_do_not_mutate_input():
     data = {"inner": {"steps": 2}}
     out = apply_overrides(data, ["inner.steps=5"])
     assert data == {"inner": {"steps": 2}} and out == {"inner": {"steps": 5}}
+
+
+def test_exponent_floats_without_dot(tmp_path):
+    """PyYAML reads `1e-4` as a string (YAML 1.1 wants a dot); a float field still takes it, a bad one names it."""
+    p = tmp_path / "params.yaml"
+    p.write_text("run:\n  inner:\n    tau: 3e-5\n")
+    cfg = load_config(Outer, p, section="run", overrides=[])
+    assert cfg.inner.tau == pytest.approx(3e-5)
+    assert load_config(Outer, p, section="run", overrides=["inner.tau=1E-4"]).inner.tau == pytest.approx(1e-4)
+    with pytest.raises(ConfigError, match=r"inner\.tau: expected a number, got '1e'"):
+        load_config(Outer, p, section="run", overrides=["inner.tau=1e"])

@@ -23,6 +23,7 @@ from spg_lib.tasks.io import atomic_write_json
 from spg_lib.training.config import TrainConfig
 from spg_lib.training.prompts import compact_prompt, sft_response
 from spg_lib.training.sft import SFTConfig, build_sft_batch, train_sft
+from spg_lib.training.teacher_defects import TEACHER_DEFECTS, apply_teacher_defect
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +37,15 @@ class SFTRunConfig:
     prompt_style: str = "compact"
     response_length: int | None = None  # pad responses to the RL canvas (train.algo.gen_length); None: longest
     out_dir: str = "runs/sft"
+    teacher_defect: str = "none"  # a systematic error in the demonstrations (see training/teacher_defects.py)
+    teacher_defect_fraction: float = 0.0  # share of the demonstrations that carry it
     sft: SFTConfig = dataclasses.field(default_factory=SFTConfig)
 
     def __post_init__(self) -> None:
+        if self.teacher_defect not in TEACHER_DEFECTS:
+            raise ValueError(f"sft.teacher_defect must be one of {list(TEACHER_DEFECTS)}, got {self.teacher_defect!r}")
+        if not 0.0 <= self.teacher_defect_fraction <= 1.0:
+            raise ValueError(f"sft.teacher_defect_fraction must be in [0, 1], got {self.teacher_defect_fraction}")
         if self.prompt_style not in ("paper", "compact"):
             raise ValueError(f"sft.prompt_style must be paper or compact, got {self.prompt_style!r}")
         if self.n_train is not None and self.n_train < 1:
@@ -81,10 +88,11 @@ def run_sft(cfg: SFTRunConfig, log=print) -> dict[str, Any]:
 
     task = get_task(cfg.task)
     examples = load_examples(task, cfg.train_data, "train", cfg.n_train)
+    demos = apply_teacher_defect(task.name, examples, cfg.teacher_defect, cfg.teacher_defect_fraction, cfg.sft.seed)
     model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
     prompt = prompt_function(task, cfg.prompt_style)
     ids, att, resp = build_sft_batch(tokenizer, [prompt(e) for e in examples],
-                                     [sft_response(task.name, e) for e in examples],
+                                     [sft_response(task.name, e) for e in demos],
                                      response_length=cfg.response_length)
     log(f"sft: {len(examples)} examples, sequence length {ids.shape[1]}, {cfg.sft.steps} steps")
     history = train_sft(model, ids, att, resp, int(tokenizer.mask_token_id), cfg.sft,

@@ -162,9 +162,16 @@ class Trainer:
         self.buffer: Rollout | None = None
         self.buffer_iter = 0
         self.out = Path(cfg.out_dir)
+        self.mlflow_run_id: str | None = None  # restored by resume(): a resumed run logs to the same MLflow run
+        self.logger: MetricsLogger | None = None  # opened by train(), after a resume
+
+    def _open_logger(self) -> MetricsLogger:
+        cfg = self.cfg
         tracking_uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")  # config wins, then the env
-        self.logger = MetricsLogger(self.out / "metrics.jsonl", tracking_uri, cfg.experiment,
-                                    params=to_dict(cfg), enabled=self.acc.is_main_process)
+        logger = MetricsLogger(self.out / "metrics.jsonl", tracking_uri, cfg.experiment, params=to_dict(cfg),
+                               enabled=self.acc.is_main_process, run_id=self.mlflow_run_id)
+        self.mlflow_run_id = logger.run_id or self.mlflow_run_id
+        return logger
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -377,6 +384,7 @@ class Trainer:
             self.resume()
         elif self.step == 0:  # (a caller may have called resume() itself)
             self._refuse_stale_checkpoints()
+        self.logger = self._open_logger()
         self._truncate_log(self.step)  # a resumed run logs the steps after its checkpoint again
         history = []
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (progress and self.acc.is_main_process),
@@ -441,7 +449,8 @@ class Trainer:
                "micro_counter": self.micro_counter, "bad_in_a_row": self.bad_in_a_row,
                "skipped_steps": self.skipped_steps, "buffer_iter": self.buffer_iter,
                "buffers": buffers if buffers is not None else [_to_device(self.buffer, "cpu")],
-               "rng": rngs if rngs is not None else [rng_state()], "world_size": self.acc.num_processes}
+               "rng": rngs if rngs is not None else [rng_state()], "world_size": self.acc.num_processes,
+               "mlflow_run_id": self.mlflow_run_id}
         if not self.sharded_state:
             out["optimizer"] = self.opt.state_dict()
         return out
@@ -493,6 +502,7 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         for key in ("step", "rollout_index", "micro_counter", "bad_in_a_row", "skipped_steps", "buffer_iter"):
             setattr(self, key, state[key])
+        self.mlflow_run_id = state.get("mlflow_run_id") or self.mlflow_run_id
         rank, world = acc.process_index, state.get("world_size", 1)
         buffers = state["buffers"] if "buffers" in state else [state["buffer"]]
         if any(b is not None for b in buffers) and world != acc.num_processes:

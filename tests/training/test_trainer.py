@@ -133,3 +133,22 @@ def test_sharded_parameter_paths_match_the_direct_ones(tmp_path):
     exported = {n: p.detach().clone() for n, p in final_model(via, via.cfg).named_parameters()}
     for n, p in final_model(direct, direct.cfg).named_parameters():
         torch.testing.assert_close(exported[n], p, rtol=1e-4, atol=1e-5)
+
+
+def test_resumed_run_continues_the_same_mlflow_run(tmp_path):
+    """A resumed run logs into the MLflow run of the run it continues (the checkpoint carries the run id)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    part = _trainer(small_config(out_dir=str(tmp_path / "run"), max_steps=2, tracking_uri=uri, checkpoint_every=1))
+    part.train(progress=False)
+    run_id = part.mlflow_run_id
+    assert run_id
+    resumed = _trainer(small_config(out_dir=str(tmp_path / "run"), max_steps=4, tracking_uri=uri))
+    resumed.train(resume=True, progress=False)
+    assert resumed.mlflow_run_id == run_id
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(part.cfg.experiment).experiment_id])
+    assert [r.info.run_id for r in runs] == [run_id]
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "train_loss"))
+    assert steps == [1, 2, 3, 4]

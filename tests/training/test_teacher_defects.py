@@ -1,0 +1,41 @@
+"""spg_lib.training.teacher_defects: the systematic SFT-demonstration error of the CPU demonstration."""
+
+from __future__ import annotations
+
+import pytest
+
+from spg_lib.tasks.sudoku import sudoku_reward
+from spg_lib.training.teacher_defects import apply_teacher_defect, off_by_one_solution
+
+PUZZLE, SOLUTION = "4213100031042400", "4213134231242431"
+
+
+def test_off_by_one_shifts_only_the_filled_cells():
+    wrong = off_by_one_solution(PUZZLE, SOLUTION)
+    assert wrong == "4213" "1231" "3114" "2420"  # filled cells 342, 2, 31 -> 231, 1, 20
+    assert all(w == s for p, w, s in zip(PUZZLE, wrong, SOLUTION, strict=True) if p != "0")
+    # the reward gives such an answer nothing (every filled cell is off by one), the right answer everything
+    assert sudoku_reward(f"<answer>{wrong}</answer>", puzzle=PUZZLE, solution=SOLUTION) == 0.0
+    assert sudoku_reward(f"<answer>{SOLUTION}</answer>", puzzle=PUZZLE, solution=SOLUTION) == 1.0
+
+
+def test_fraction_is_exact_seeded_and_leaves_the_input_alone():
+    examples = [{"puzzle": PUZZLE, "solution": SOLUTION, "i": i} for i in range(10)]
+    out = apply_teacher_defect("sudoku", examples, "off_by_one", 0.3, seed=0)
+    changed = [ex["i"] for ex in out if ex["solution"] != SOLUTION]
+    assert len(changed) == 3
+    assert changed == [ex["i"] for ex in apply_teacher_defect("sudoku", examples, "off_by_one", 0.3, seed=0)
+                       if ex["solution"] != SOLUTION]
+    assert all(ex["solution"] == SOLUTION for ex in examples)  # copies, not the caller's dicts
+    assert apply_teacher_defect("sudoku", examples, "none", 0.9, seed=0) == examples
+    assert all(ex["solution"] != SOLUTION for ex in apply_teacher_defect("sudoku", examples, "off_by_one", 1.0, 0))
+
+
+@pytest.mark.parametrize(("task", "kind", "fraction", "match"), [
+    ("sudoku", "typo", 0.5, "teacher_defect must be one of"),
+    ("sudoku", "off_by_one", 1.5, r"teacher_defect_fraction must be in \[0, 1\]"),
+    ("gsm8k", "off_by_one", 0.5, "sudoku only"),
+])
+def test_bad_settings_name_the_field(task, kind, fraction, match):
+    with pytest.raises(ValueError, match=match):
+        apply_teacher_defect(task, [{"puzzle": PUZZLE, "solution": SOLUTION}], kind, fraction, seed=0)
