@@ -39,3 +39,32 @@ def test_fraction_is_exact_seeded_and_leaves_the_input_alone():
 def test_bad_settings_name_the_field(task, kind, fraction, match):
     with pytest.raises(ValueError, match=match):
         apply_teacher_defect(task, [{"puzzle": PUZZLE, "solution": SOLUTION}], kind, fraction, seed=0)
+
+
+def test_run_sft_trains_on_the_defective_demonstrations(tmp_path, monkeypatch):
+    """`spg sft` with a teacher defect: the SFT targets carry it, the prompts (and the data file) do not."""
+    import json
+
+    from spg_lib.training import run as run_mod
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"puzzle": PUZZLE, "solution": SOLUTION}) + "\n" for _ in range(4)))
+    seen = {}
+
+    class StopBeforeTrainingError(Exception):
+        pass
+
+    def capture(tokenizer, prompts, responses, **kw):
+        seen.update(prompts=prompts, responses=responses)
+        raise StopBeforeTrainingError
+
+    monkeypatch.setattr(run_mod, "build_sft_batch", capture)
+    cfg = run_mod.SFTRunConfig(train_data=str(data), out_dir=str(tmp_path / "sft"), teacher_defect="off_by_one",
+                               teacher_defect_fraction=0.5)
+    with pytest.raises(StopBeforeTrainingError):
+        run_mod.run_sft(cfg, log=lambda *_: None)
+    wrong = off_by_one_solution(PUZZLE, SOLUTION)
+    assert sorted(seen["responses"]) == sorted(f"<answer>{s}</answer>" for s in (SOLUTION, SOLUTION, wrong, wrong))
+    assert all(PUZZLE in p for p in seen["prompts"]) and SOLUTION in data.read_text()
+    with pytest.raises(ValueError, match="teacher_defect must be one of"):
+        run_mod.SFTRunConfig(teacher_defect="typo")
