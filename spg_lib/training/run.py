@@ -23,7 +23,7 @@ from spg_lib.tasks.io import atomic_write_json
 from spg_lib.training.config import TrainConfig
 from spg_lib.training.prompts import compact_prompt, sft_response
 from spg_lib.training.sft import SFTConfig, build_sft_batch, train_sft
-from spg_lib.training.teacher_defects import TEACHER_DEFECTS, apply_teacher_defect
+from spg_lib.training.teacher_defects import apply_teacher_defect, check_teacher_defect
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +42,7 @@ class SFTRunConfig:
     sft: SFTConfig = dataclasses.field(default_factory=SFTConfig)
 
     def __post_init__(self) -> None:
-        if self.teacher_defect not in TEACHER_DEFECTS:
-            raise ValueError(f"sft.teacher_defect must be one of {list(TEACHER_DEFECTS)}, got {self.teacher_defect!r}")
-        if not 0.0 <= self.teacher_defect_fraction <= 1.0:
-            raise ValueError(f"sft.teacher_defect_fraction must be in [0, 1], got {self.teacher_defect_fraction}")
+        check_teacher_defect(self.task, self.teacher_defect, self.teacher_defect_fraction)  # before anything loads
         if self.prompt_style not in ("paper", "compact"):
             raise ValueError(f"sft.prompt_style must be paper or compact, got {self.prompt_style!r}")
         if self.n_train is not None and self.n_train < 1:
