@@ -25,6 +25,14 @@ class ConfigError(ValueError):
     """A configuration value or key is invalid; the message names the file and dotted key."""
 
 
+def param(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its help text in ``metadata["help"]`` (the CLI and docs read it from there).
+
+    ``param(0.5, "mix weight ω")``; mutable defaults through ``factory`` (``param(help=..., factory=list)``).
+    """
+    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help})
+
+
 _EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
