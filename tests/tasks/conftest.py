@@ -9,5 +9,5 @@ from tests.shared_data import DATA
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    assert DATA.is_dir(), f"benchmark data missing at {DATA} (set SPG_SHARED_DATA)"
+    assert DATA.is_dir(), f"benchmark data missing at {DATA} (it ships with the repository)"
     return DATA
