@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint lock venv clean
+.PHONY: run test lint lock venv clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,9 +26,6 @@ run: $(STAMP)
 	$(BIN)/dvc repro && \
 	$(BIN)/spg summarize --show metrics/summary.json --registered runs/register/registered.json && \
 	echo "make run: $$(( $$(date +%s) - start )) s wall time (dvc repro; a re-run skips unchanged stages)"
-
-demo: $(STAMP)
-	$(BIN)/spg demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """One way to configure: frozen dataclasses loaded from YAML and overridden from the CLI.
 
-    cfg = load_config(DemoConfig, "params.yaml", section="demo", overrides=["decode.steps=64"])
+    cfg = load_config(TrainConfig, "params.yaml", section="train", overrides=["optim.lr=1e-4"])
+    tree = spg_lib.pipeline.config.load_pipeline_config("params.yaml", ["train.optim.lr=1e-4"])  # the CLI's way
 
 Unknown keys are errors that name the file and the dotted key (nanoGPT's configurator rule);
 values are type-checked against the field annotation; `__post_init__` of each dataclass does the
@@ -112,7 +113,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     except (ValueError, TypeError) as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+        message = str(exc)
+        if where and where in message:  # the validator already named the dotted key
+            raise ConfigError(message) from exc
+        raise ConfigError(f"{where or cls.__name__}: {message}") from exc
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -153,6 +157,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], where: str = "ov
     return out
 
 
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of YAML file ``path``; a missing file, bad YAML or a non-mapping raise ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    return loaded
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
@@ -165,14 +183,7 @@ def load_config(
     where = str(path) if path else "defaults"
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping")
+        loaded = read_yaml_mapping(p)
         if section is not None:
             if section not in loaded:
                 raise ConfigError(f"{p}: missing section {section!r}")

@@ -16,22 +16,12 @@ BENCHMARKS = {
 }
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("bench", help="run a benchmark (prints figures and a ratio)")
+def configure(parser: argparse.ArgumentParser) -> None:
     bench_sub = parser.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     for name, (module, help_text) in BENCHMARKS.items():
         p = bench_sub.add_parser(name, help=help_text)
-        p.set_defaults(func=_runner(module))
-        _add_arguments_lazily(p, module)
-    return parser
+        importlib.import_module(module).add_arguments(p)
 
 
-def _add_arguments_lazily(parser: argparse.ArgumentParser, module: str) -> None:
-    importlib.import_module(module).add_arguments(parser)
-
-
-def _runner(module: str):
-    def run(args: argparse.Namespace) -> int:
-        return int(importlib.import_module(module).run(args) or 0)
-
-    return run
+def run(args: argparse.Namespace) -> int:
+    return int(importlib.import_module(BENCHMARKS[args.bench][0]).run(args) or 0)

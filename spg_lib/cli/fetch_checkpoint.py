@@ -19,9 +19,7 @@ import json
 import sys
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("fetch-checkpoint", help="fetch a checkpoint (s3://, hf://, file://, builtin:tiny) "
-                              "into a directory, with a manifest")
+def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uri", required=True, help="s3://bucket/prefix | hf://org/name[@rev] | file:///path | "
                    "builtin:tiny | local path")
     p.add_argument("--out", required=True, help="destination directory (written atomically)")
@@ -30,8 +28,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-verify-load", dest="verify_load", action="store_false",
                    help="only check config.json + weight files, do not load the model")
     p.add_argument("--force", action="store_true", help="replace an existing --out that is not a valid fetch of --uri")
-    p.set_defaults(func=run)
-    return p
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,43 +1,46 @@
 """`spg summarize`: base vs trained accuracy, reward gain and wall time of a pipeline run.
 
+    spg summarize --config params.yaml --out metrics          # DVC stage evaluate: paths from the tree
     spg summarize --base runs/eval/base/metrics.json --trained runs/eval/trained/metrics.json \\
-        --train-log runs/train/metrics.jsonl --timing runs/base/result.json --timing runs/train/result.json \\
-        --out metrics
+        --train-log runs/train/metrics.jsonl --timing runs/base/result.json --timing runs/train/result.json
     spg summarize --show metrics/summary.json --registered runs/register/registered.json   # the make-run report
+
+Without explicit paths the run's files are found from the configuration tree: <evaluate.out_dir>/{base,trained}/
+metrics.json, <train.out_dir>/metrics.jsonl, and the timings <base_model.out_dir>/result.json and
+<train.out_dir>/result.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
+
+from spg_lib.cli.options import configure as add_options
+from spg_lib.cli.options import load_tree
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("summarize", help="results table + metrics/summary.json of a pipeline run")
+def configure(p: argparse.ArgumentParser) -> None:
+    add_options(p)
     p.add_argument("--base", help="metrics.json of the base model's evaluation")
     p.add_argument("--trained", help="metrics.json of the trained model's evaluation")
     p.add_argument("--train-log", help="the trainer's metrics.jsonl")
+    p.add_argument("--timing", action="append", default=None, help="JSON with wall_time_s of a stage (repeatable)")
+    p.add_argument("--out", default="metrics", help="output directory (summary.json, plot CSVs; default metrics)")
     p.add_argument("--show", metavar="SUMMARY_JSON", help="only print the report of an existing summary.json")
     p.add_argument("--registered", metavar="JSON", help="with --show: the `spg register` record to report")
-    p.add_argument("--timing", action="append", default=[], help="JSON with wall_time_s of a stage (repeatable)")
-    p.add_argument("--out", default="metrics", help="output directory (summary.json, plot CSVs)")
-    p.set_defaults(func=run)
-    return p
 
 
 def run(args: argparse.Namespace) -> int:
     from spg_lib.pipeline.summary import format_table, report, summarize
 
-    try:
-        if args.show:
-            print(report(args.show, args.registered))
-            return 0
-        missing = [f"--{n.replace('_', '-')}" for n in ("base", "trained", "train_log") if not getattr(args, n)]
-        if missing:
-            raise ValueError(f"missing {missing} (or use --show)")
-        summary = summarize(args.base, args.trained, args.train_log, args.out, timings=args.timing)
-    except (ValueError, OSError) as exc:
-        print(f"spg summarize: error: {exc}", file=sys.stderr)
-        return 2
+    if args.show:
+        print(report(args.show, args.registered))
+        return 0
+    tree = load_tree(args)
+    ev, train = Path(tree.evaluate.out_dir), Path(tree.train.out_dir)
+    timings = args.timing if args.timing is not None else [
+        str(p) for p in (Path(tree.base_model.out_dir) / "result.json", train / "result.json") if p.is_file()]
+    summary = summarize(args.base or ev / "base" / "metrics.json", args.trained or ev / "trained" / "metrics.json",
+                        args.train_log or train / "metrics.jsonl", args.out, timings=timings)
     print(format_table(summary))
     return 0

@@ -1,9 +1,15 @@
 """The `Task` interface shared by GSM8K, MATH500, Countdown and Sudoku.
 
 A task turns raw rows into canonical *examples* (plain JSON-able dicts), builds the training
-and evaluation prompts (user-message content; the chat template is applied by the caller),
+and evaluation prompts (user-message content; the chat template is applied by the caller) in
+both prompt styles, writes its SFT demonstrations (and the systematic teacher defects it knows),
 exposes its reward functions with their weights (algorithms.md §6) and scores evaluation
-completions (§7.4).
+completions (§7.4). Nothing outside ``spg_lib.tasks`` needs to know a task by name: a task
+registered by a plugin gets every feature by implementing these methods.
+
+Prompt styles: ``"paper"`` (the official prompts: system text, few-shot examples) and
+``"compact"`` (short prompts for tiny character-level models trained in minutes on CPU; the
+completion keeps the ``<answer>…</answer>`` format, so rewards and scorers apply unchanged).
 
 Two modes run through rewards and scoring:
   * ``"faithful"`` reproduces the official SPG/d1 code, quirks included (§10 items 9–16);
@@ -18,16 +24,22 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from spg_lib.tasks.io import DataError, load_source
 
-__all__ = ["MODES", "Mode", "RewardFn", "ScoreResult", "Task", "check_mode"]
+__all__ = ["MODES", "NO_DEFECT", "PROMPT_STYLES", "Mode", "PromptStyle", "RewardFn", "ScoreResult", "Task",
+           "check_mode", "check_prompt_style"]
 
 Mode = Literal["faithful", "fixed"]
-MODES: tuple[str, ...] = ("faithful", "fixed")
+MODES: tuple[str, ...] = typing.get_args(Mode)
+# paper: the official training / evaluation prompts; compact: the task's short prompts for tiny models
+PromptStyle = Literal["paper", "compact"]
+PROMPT_STYLES: tuple[str, ...] = typing.get_args(PromptStyle)
+NO_DEFECT = "none"  # the teacher-defect name every task accepts: demonstrations left as they are
 
 
 def check_mode(mode: str) -> Mode:
@@ -35,6 +47,13 @@ def check_mode(mode: str) -> Mode:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     return mode  # type: ignore[return-value]
+
+
+def check_prompt_style(style: str, field: str = "prompt_style") -> PromptStyle:
+    """Return `style` if valid, else raise ValueError naming `field` and the valid styles."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"{field} must be one of {', '.join(PROMPT_STYLES)}; got {style!r}")
+    return style  # type: ignore[return-value]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +147,41 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def eval_prompt(self, example: Mapping[str, Any]) -> str:
         """User-message content for evaluation (the caller prefills ``<reasoning>``)."""
+
+    def compact_prompt(self, example: Mapping[str, Any]) -> str:
+        """User-message content in the compact style (the same for training and evaluation).
+
+        Raises:
+            ValueError: this task defines none (the default).
+        """
+        raise ValueError(f"task {self.name!r} has no compact prompt (Task.compact_prompt): use prompt_style paper")
+
+    def prompt(self, example: Mapping[str, Any], style: str = "paper", *, evaluation: bool = False) -> str:
+        """User-message content in `style`: compact, or the paper's training / evaluation variant."""
+        if check_prompt_style(style) == "compact":
+            return self.compact_prompt(example)
+        return self.eval_prompt(example) if evaluation else self.train_prompt(example)
+
+    # -- SFT demonstrations ----------------------------------------------------------------
+    #: systematic teacher defects this task can inject into SFT demonstrations (besides ``"none"``)
+    teacher_defects: ClassVar[tuple[str, ...]] = ()
+
+    def sft_response(self, example: Mapping[str, Any]) -> str:
+        """The SFT target completion (before EOS) for `example`; needs its gold solution fields.
+
+        Raises:
+            ValueError: this task defines none (the default), or `example` lacks a solution.
+        """
+        raise ValueError(f"task {self.name!r} has no SFT target (Task.sft_response)")
+
+    def with_teacher_defect(self, example: Mapping[str, Any], kind: str) -> dict[str, Any]:
+        """A copy of `example` whose SFT demonstration carries the defect `kind` (one of `teacher_defects`).
+
+        Raises:
+            ValueError: `kind` is not a defect of this task (the message lists the valid ones).
+        """
+        raise ValueError(f"teacher defect {kind!r} is not defined for task {self.name!r} "
+                         f"(valid: {[NO_DEFECT, *self.teacher_defects]})")
 
     # -- rewards ---------------------------------------------------------------------------
     @abc.abstractmethod

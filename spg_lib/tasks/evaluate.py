@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spg_lib.tasks.base import check_mode
+from spg_lib.config import param
+from spg_lib.tasks.base import Mode, PromptStyle
 from spg_lib.tasks.io import atomic_write_json, atomic_write_jsonl
 from spg_lib.tasks.prompts import EVAL_REASONING_PREFILL
 from spg_lib.tasks.registry import get_task
@@ -28,24 +29,25 @@ __all__ = ["EvalConfig", "build_prompt", "encode_prompts", "evaluate", "evaluate
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """Settings of one evaluation run (defaults = the paper's 256-token setting)."""
+    """Settings of one evaluation run (defaults = the paper's 256-token setting); section ``evaluate``."""
 
-    model: str
-    task: str
-    out_dir: str
-    data: str | None = None
-    gen_length: int = 256
-    steps: int = 128
-    block_length: int = 32
-    batch_size: int = 8
-    limit: int | None = None
-    mode: str = "fixed"
-    prompt_style: str = "paper"
-    device: str | None = None
-    dtype: str | None = None
-    # the official eval tokenises the templated prompt with the tokenizer's default special tokens
-    add_special_tokens: bool = True
-    progress: bool = True
+    model: str | None = param(None, "checkpoint directory, hub id or builtin:tiny (required to evaluate)")
+    task: str = param("sudoku", "task name (gsm8k | math500 | countdown | sudoku, or one a plugin registers)")
+    out_dir: str | None = param(None, "writes generations.jsonl and metrics.json here (required to evaluate)")
+    data: str | None = param(None, "test split source: path, s3:// or hub id (None: the task's default)")
+    gen_length: int = param(256, "tokens generated (the paper: 128 / 256 / 512)")
+    steps: int = param(128, "denoising steps (the official eval: gen_length / 2)")
+    block_length: int = param(32, "decoding block length")
+    batch_size: int = param(8, "rows per generation call")
+    limit: int | None = param(None, "only the first N test examples")
+    mode: Mode = param("fixed", "answer parsing: fixed (corrected) | faithful (the official parsers' quirks)")
+    prompt_style: PromptStyle = param("paper", "paper (the official evaluation prompts) | compact (the task's short "
+                                               "prompts for tiny models)")
+    device: str | None = param(None, "cuda / cpu (None: cuda if available)")
+    dtype: str | None = param(None, "model dtype (None: bfloat16 on GPU, float32 on CPU)")
+    add_special_tokens: bool = param(True, "tokenise the templated prompt with the tokenizer's default special "
+                                           "tokens (as the official eval does)")
+    progress: bool = param(True, "progress: a bar on a terminal, a line every few batches otherwise")
 
     def __post_init__(self) -> None:
         for name in ("gen_length", "steps", "block_length", "batch_size"):
@@ -59,9 +61,6 @@ class EvalConfig:
             raise ValueError(f"steps ({self.steps}) must be a multiple of the number of blocks ({n_blocks})")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
-        check_mode(self.mode)
-        if self.prompt_style not in ("paper", "compact"):
-            raise ValueError(f"prompt_style must be paper or compact, got {self.prompt_style!r}")
 
 
 def build_prompt(tokenizer: Any, content: str) -> str:
@@ -199,6 +198,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Run the evaluation described by `cfg`; returns the metrics dict (also in metrics.json)."""
     from spg_lib.models import load_model, load_tokenizer
 
+    missing = [f"evaluate.{name}" for name in ("model", "out_dir") if getattr(cfg, name) is None]
+    if missing:
+        raise ValueError(f"{' and '.join(missing)} must be set (e.g. --model DIR --out-dir DIR)")
     task = get_task(cfg.task)
     source = cfg.data or task.default_source("test")
     examples = task.load_split(source, "test")

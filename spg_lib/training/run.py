@@ -7,6 +7,7 @@ load data and models, write checkpoints atomically and return plain dicts of res
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import json
@@ -19,9 +20,11 @@ from typing import Any
 import torch
 
 from spg_lib.algos import AlgoConfig
+from spg_lib.config import param
+from spg_lib.tasks.base import PromptStyle
+from spg_lib.tasks.evaluate import EvalConfig
 from spg_lib.tasks.io import atomic_write_json
 from spg_lib.training.config import TrainConfig
-from spg_lib.training.prompts import compact_prompt, sft_response
 from spg_lib.training.sft import SFTConfig, build_sft_batch, train_sft
 from spg_lib.training.teacher_defects import apply_teacher_defect, check_teacher_defect
 
@@ -30,30 +33,28 @@ from spg_lib.training.teacher_defects import apply_teacher_defect, check_teacher
 class SFTRunConfig:
     """`spg sft`: masked-diffusion SFT of a (tiny) model on a task's training split."""
 
-    model: str = "builtin:tiny"
-    task: str = "sudoku"
-    train_data: str = "data/sudoku/train.jsonl"
-    n_train: int | None = None
-    prompt_style: str = "compact"
-    response_length: int | None = None  # pad responses to the RL canvas (train.algo.gen_length); None: longest
-    out_dir: str = "runs/sft"
-    teacher_defect: str = "none"  # a systematic error in the demonstrations (see training/teacher_defects.py)
-    teacher_defect_fraction: float = 0.0  # share of the demonstrations that carry it
-    sft: SFTConfig = dataclasses.field(default_factory=SFTConfig)
+    model: str = param("builtin:tiny", "starting checkpoint (dir, file://, hub id, builtin:tiny)")
+    task: str = param("sudoku", "task name (or one a plugin registers)")
+    train_data: str = param("data/sudoku/train.jsonl", "training split source (path, s3://, hub id)")
+    n_train: int | None = param(None, "only the first N training examples (None: all)")
+    prompt_style: PromptStyle = param("compact", "paper | compact prompts (the task's)")
+    response_length: int | None = param(None, "pad responses to this many tokens, e.g. the RL canvas "
+                                              "train.algo.gen_length (None: the longest response)")
+    out_dir: str = param("runs/sft", "writes model/ here")
+    teacher_defect: str = param("none", "a systematic error of the task's teacher written into the demonstrations "
+                                        "(none, or a defect the task defines, e.g. Sudoku's off_by_one)")
+    teacher_defect_fraction: float = param(0.0, "share of the demonstrations that carry the defect")
+    sft: SFTConfig = param(help="SFT optimisation", factory=SFTConfig)
 
     def __post_init__(self) -> None:
-        check_teacher_defect(self.task, self.teacher_defect, self.teacher_defect_fraction)  # before anything loads
-        if self.prompt_style not in ("paper", "compact"):
-            raise ValueError(f"sft.prompt_style must be paper or compact, got {self.prompt_style!r}")
+        check_teacher_defect(self.teacher_defect, self.teacher_defect_fraction)  # the task's list: at run_sft
         if self.n_train is not None and self.n_train < 1:
             raise ValueError(f"sft.n_train must be >= 1, got {self.n_train}")
 
 
 def prompt_function(task, style: str, *, evaluation: bool = False):
-    """example -> user-message content for ``style`` (paper prompts: train or eval variant)."""
-    if style == "compact":
-        return lambda ex: compact_prompt(task.name, ex)
-    return task.eval_prompt if evaluation else task.train_prompt
+    """example -> user-message content for ``style`` (the task's `Task.prompt`)."""
+    return functools.partial(task.prompt, style=style, evaluation=evaluation)
 
 
 def load_examples(task, source: str, split: str = "train", limit: int | None = None) -> list[dict]:
@@ -85,11 +86,11 @@ def run_sft(cfg: SFTRunConfig, log=print) -> dict[str, Any]:
 
     task = get_task(cfg.task)
     examples = load_examples(task, cfg.train_data, "train", cfg.n_train)
-    demos = apply_teacher_defect(task.name, examples, cfg.teacher_defect, cfg.teacher_defect_fraction, cfg.sft.seed)
+    demos = apply_teacher_defect(task, examples, cfg.teacher_defect, cfg.teacher_defect_fraction, cfg.sft.seed)
     model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
     prompt = prompt_function(task, cfg.prompt_style)
     ids, att, resp = build_sft_batch(tokenizer, [prompt(e) for e in examples],
-                                     [sft_response(task.name, e) for e in demos],
+                                     [task.sft_response(e) for e in demos],
                                      response_length=cfg.response_length)
     log(f"sft: {len(examples)} examples, sequence length {ids.shape[1]}, {cfg.sft.steps} steps")
     history = train_sft(model, ids, att, resp, int(tokenizer.mask_token_id), cfg.sft,
@@ -192,16 +193,14 @@ def final_model(trainer, cfg: TrainConfig) -> torch.nn.Module | None:
     return model
 
 
-def evaluate_for_table(model, tokenizer, task, cfg: TrainConfig) -> dict[str, Any]:
-    """Greedy accuracy of ``model`` on the test split with the ``train.eval`` protocol (main process only)."""
+def evaluate_for_table(model, tokenizer, task, ev: EvalConfig) -> dict[str, Any]:
+    """Greedy accuracy of ``model`` on the test split with the ``evaluate`` section's protocol (main process)."""
     from spg_lib.tasks.evaluate import evaluate_model
 
-    ev = cfg.eval
     examples = load_examples(task, ev.data or task.default_source("test"), "test", ev.limit)
     _, metrics = evaluate_model(
-        model, tokenizer, task, examples, gen_length=ev.gen_length or cfg.algo.gen_length,
-        steps=ev.steps or cfg.rollout.steps, block_length=ev.block_length or cfg.algo.block_length,
-        batch_size=ev.batch_size, mode=cfg.reward_mode, prompt_style=cfg.prompt_style)
+        model, tokenizer, task, examples, gen_length=ev.gen_length, steps=ev.steps, block_length=ev.block_length,
+        batch_size=ev.batch_size, mode=ev.mode, prompt_style=ev.prompt_style)
     return metrics
 
 
@@ -220,11 +219,13 @@ def before_after_table(before: dict[str, Any], after: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_train(cfg: TrainConfig, *, resume: bool = False, accelerator=None, progress: bool = True,
-              examples: list[dict] | None = None, task=None) -> dict[str, Any]:
+def run_train(cfg: TrainConfig, *, evaluation: EvalConfig | None = None, resume: bool = False, accelerator=None,
+              progress: bool = True, examples: list[dict] | None = None, task=None) -> dict[str, Any]:
     """Load model/tokenizer/data, run the RL trainer, save the final model; returns the metric history.
 
-    ``train.plugins`` are imported first, so ``train.task`` may name a task registered by one of them.
+    ``train.plugins`` are imported first, so ``train.task`` may name a task registered by one of them. With
+    ``train.before_after_eval`` the starting and final models are evaluated with ``evaluation`` (the pipeline's
+    ``evaluate`` section: the same protocol as the evaluate stage; default ``EvalConfig()`` on the train task).
     """
     from spg_lib.models import load_tokenizer
     from spg_lib.tasks.registry import get_task
@@ -242,12 +243,17 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, accelerator=None, progr
                       prompt_fn=prompt_function(task, cfg.prompt_style))
     out = Path(cfg.out_dir)
     before = None
-    if cfg.eval.enabled and trainer.acc.is_main_process:
+    if cfg.before_after_eval:
+        evaluation = evaluation or EvalConfig(task=cfg.task)
+        if evaluation.task != cfg.task:
+            raise ValueError(f"train.before_after_eval: evaluate.task {evaluation.task!r} is not train.task "
+                             f"{cfg.task!r}")
+    if cfg.before_after_eval and trainer.acc.is_main_process:
         before_path = out / "eval_before.json"
         if resume and before_path.exists():  # the starting model of a resumed run was evaluated already
             before = json.loads(before_path.read_text())
         else:
-            before = evaluate_for_table(trainer.acc.unwrap_model(trainer.model), tokenizer, task, cfg)
+            before = evaluate_for_table(trainer.acc.unwrap_model(trainer.model), tokenizer, task, evaluation)
             atomic_write_json(before_path, before)
     trainer.acc.wait_for_everyone()
     history = trainer.train(resume=resume, progress=progress)
@@ -257,7 +263,7 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, accelerator=None, progr
         final = str(save_model_dir(model, tokenizer, out / "final",
                                    {"train": dataclasses.asdict(cfg), "steps": trainer.step}))
         if before is not None:
-            after = evaluate_for_table(model, tokenizer, task, cfg)
+            after = evaluate_for_table(model, tokenizer, task, evaluation)
             atomic_write_json(out / "eval_after.json", after)
             print(before_after_table(before, after))
         atomic_write_json(out / "result.json", {
