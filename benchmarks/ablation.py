@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from spg_lib.config import load_config
-from spg_lib.tasks.evaluate import evaluate_model
+from spg_lib.pipeline.config import load_pipeline_config
+from spg_lib.tasks.evaluate import EvalConfig
 from spg_lib.tasks.io import atomic_write, atomic_write_json
 from spg_lib.training.config import TrainConfig
 
@@ -42,41 +42,26 @@ METHODS: dict[str, dict] = {
 }
 
 
-def _eval_section(path: str) -> dict:
-    import yaml
-
-    with open(path) as fh:
-        section = (yaml.safe_load(fh) or {}).get("evaluate")
-    if not section:
-        raise SystemExit(f"{path}: needs an `evaluate:` section (the evaluation protocol)")
-    return section
-
-
-def run_one(base: TrainConfig, label: str, seed: int, out: Path, ev: dict, max_steps: int | None) -> dict:
+def run_one(base: TrainConfig, label: str, seed: int, out: Path, ev: EvalConfig, max_steps: int | None) -> dict:
     from spg_lib.models import load_model, load_tokenizer
     from spg_lib.tasks.registry import get_task
-    from spg_lib.training.run import run_train
+    from spg_lib.training.run import evaluate_for_table, run_train
 
     algo = dict(METHODS[label])
     if not base.lora.enabled and algo.get("kl_beta", 0) > 0:
         algo["kl_beta"] = 0.0  # no adapter to disable for the reference policy (see module docstring)
     cfg = dataclasses.replace(
         base, algo=dataclasses.replace(base.algo, **algo), seed=seed, out_dir=str(out / f"{label}-s{seed}"),
-        max_steps=max_steps or base.max_steps, checkpoint_every=0, tracking_uri=None)
+        max_steps=max_steps or base.max_steps, checkpoint_every=0, tracking_uri=None, before_after_eval=False)
     torch.manual_seed(seed)  # dropout, as `spg train` does at its edge
     start = time.perf_counter()
     result = run_train(cfg, progress=False)
     wall = time.perf_counter() - start
-    task = get_task(cfg.task)
-    test = task.load_split(ev.get("data") or task.default_source("test"), "test")
     model, tok = load_model(result["final_model"]), load_tokenizer(result["final_model"])
-    _, metrics = evaluate_model(model, tok, task, test, gen_length=ev.get("gen_length", 256),
-                                steps=ev.get("steps", 128), block_length=ev.get("block_length", 32),
-                                batch_size=ev.get("batch_size", 8), mode=ev.get("mode", "fixed"),
-                                prompt_style=ev.get("prompt_style", "paper"))
+    metrics = evaluate_for_table(model, tok, get_task(cfg.task), ev)
     curve = [(row["step"], row["reward/mean"]) for row in result["history"] if "reward/mean" in row]
-    print(f"{label:11s} seed {seed}: accuracy {metrics['accuracy']:.1f}%  ({wall:.0f} s)", flush=True)
-    return {"method": label, "seed": seed, "accuracy": metrics["accuracy"], "train_wall_s": wall,
+    print(f"{label:11s} seed {seed}: accuracy {metrics.accuracy:.1f}%  ({wall:.0f} s)", flush=True)
+    return {"method": label, "seed": seed, "accuracy": metrics.accuracy, "train_wall_s": wall,
             "reward_curve": curve, "skipped_steps": result["skipped_steps"]}
 
 
@@ -118,7 +103,8 @@ def write_report(runs: list[dict], out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="params.yaml")
-    p.add_argument("-o", "--override", action="append", default=[], help="dotted override of `train`")
+    p.add_argument("-o", "--override", action="append", default=[],
+                   help="full dotted override, e.g. train.optim.lr=1e-4 (as `spg train -o`)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {list(METHODS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
@@ -129,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    base = load_config(TrainConfig, args.config, section="train", overrides=args.override)
-    ev = _eval_section(args.config)
+    tree = load_pipeline_config(args.config, args.override)
+    base, ev = tree.train, tree.evaluate
     if not Path(base.model).exists() and not base.model.startswith("builtin:"):
         raise SystemExit(f"train.model {base.model!r} does not exist: run `dvc repro base_model` first")
     out = Path(args.out)

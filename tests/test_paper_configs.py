@@ -50,7 +50,7 @@ def _doc(path: Path) -> dict:
 
 
 def _eval_config(section: dict, **flags) -> EvalConfig:
-    """The evaluate section as `spg evaluate --config F --model M --out O` builds it (flags win over the section)."""
+    """The evaluate section as `spg evaluate --config F --model M --out-dir O` builds it (flags win)."""
     return from_dict(EvalConfig, {**section, "model": "runs/base/model", "out_dir": "runs/eval/base", **flags})
 
 
@@ -192,7 +192,6 @@ def test_dvc_stages_accept_the_file(task, tmp_path, monkeypatch):
     monkeypatch.setattr(run_mod, "run_train", record("train", {"final_model": None}))
     monkeypatch.setattr(evaluate_mod, "evaluate", record("evaluate", {}))
 
-    parser = build_parser()
     stages = _doc(ROOT / "dvc.yaml")["stages"]
     for name, stage in stages.items():
         cmds = stage["cmd"] if isinstance(stage["cmd"], list) else [stage["cmd"]]
@@ -202,7 +201,7 @@ def test_dvc_stages_accept_the_file(task, tmp_path, monkeypatch):
         for cmd in cmds:
             argv = shlex.split(_render(cmd, doc))
             assert argv[0] == "spg", cmd
-            args = parser.parse_args(argv[1:])
+            args = build_parser(argv[1]).parse_args(argv[1:])
             if argv[1] in ("summarize", "register"):  # read files the earlier stages write: parsing is the check
                 continue
             assert args.func(args) == 0, f"stage {name}: {argv}"
@@ -216,7 +215,7 @@ def test_dvc_stages_accept_the_file(task, tmp_path, monkeypatch):
     assert base_args[0].uri == "hf://GSAI-ML/LLaDA-8B-Instruct" and base_args[1] is None  # sft never loaded
     (train_args, _), = seen["train"]
     train = train_args[0]
-    assert train.eval.enabled is False and train.max_steps == PER_TASK[task]["max_steps"]
+    assert train.before_after_eval is False and train.max_steps == PER_TASK[task]["max_steps"]
     evals = [a[0] for a, _ in seen["evaluate"]]
     assert [e.model for e in evals] == ["runs/base/model", "runs/train/final"]
     assert all((e.task, e.gen_length, e.steps, e.mode) == (task, 256, 128, "faithful") for e in evals)

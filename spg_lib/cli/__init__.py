@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import typing
 
 # sub-command -> (module under spg_lib.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,13 +30,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (``spg train: error: argument --max-steps: invalid int value``)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The `spg` parser; only ``command`` (if any) gets its full set of options."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spg", description="SPG (Sandwiched Policy Gradient) for masked diffusion language models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, text) in COMMANDS.items():

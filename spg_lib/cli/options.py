@@ -3,7 +3,7 @@
     configure(p, section="evaluate")      # --config, -o/--override, and one flag per scalar field of `evaluate`
     cfg = load_tree(args)                 # the PipelineConfig: file, then -o overrides, then field flags
 
-``--config`` defaults to ``params.yaml`` in the working directory when it exists (else the built-in defaults).
+Without ``--config`` the built-in defaults are used (DVC stages pass ``--config params.yaml``).
 Overrides use the full dotted path of ``params.yaml`` and ``dvc exp run -S`` (``-o train.optim.lr=1e-4``); a
 field flag ``--gen-length 64`` of command ``evaluate`` is the override ``evaluate.gen_length=64``. Values are
 parsed as YAML scalars and type-checked by the loader, so a flag and an override fail with the same message.
@@ -52,7 +52,8 @@ def configure(p: argparse.ArgumentParser, section: str | None = None, *,
     """Add ``--config``, ``-o/--override`` and (for ``section``) one ``--field-name`` flag per scalar field
     (or per field named in ``only``)."""
     p.add_argument("--config", default=None, metavar="FILE",
-                   help=f"parameter file (default: ./{DEFAULT_PARAMS} if it exists, else the built-in defaults)")
+                   help=f"parameter file, e.g. {DEFAULT_PARAMS} or configs/paper/gsm8k.yaml (default: the built-in "
+                        "defaults)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="full dotted path as in params.yaml and `dvc exp run -S`, e.g. train.optim.lr=1e-4 "
                         "(repeatable; the value is YAML)")
@@ -76,11 +77,8 @@ def configure(p: argparse.ArgumentParser, section: str | None = None, *,
 
 
 def config_path(args: argparse.Namespace) -> Path | None:
-    """``--config``, else ./params.yaml when present, else None (built-in defaults)."""
-    if args.config is not None:
-        return Path(args.config)
-    default = Path(DEFAULT_PARAMS)
-    return default if default.is_file() else None
+    """``--config``, or None for the built-in defaults."""
+    return Path(args.config) if args.config is not None else None
 
 
 def overrides_of(args: argparse.Namespace) -> list[str]:

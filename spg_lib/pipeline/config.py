@@ -77,6 +77,7 @@ class PipelineConfig:
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PipelineConfig))
+_SECTION_TYPES: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(PipelineConfig)}
 
 
 def _check_paths(overrides: list[str]) -> None:
@@ -86,8 +87,7 @@ def _check_paths(overrides: list[str]) -> None:
         head = key.split(".", 1)[0]
         if "=" not in item or head in SECTIONS:
             continue
-        owners = [s for s in SECTIONS if _has_path(getattr(PipelineConfig, "__dataclass_fields__")[s].default_factory,
-                                                   key.split("."))]
+        owners = [s for s in SECTIONS if _has_path(_SECTION_TYPES[s], key.split("."))]
         hint = (f"; did you mean {' or '.join(f'{s}.{key}' for s in owners)}?" if owners
                 else f"; paths start with a section: {', '.join(SECTIONS)}")
         raise ConfigError(f"override {item!r}: {head!r} is not a section of params.yaml{hint}")

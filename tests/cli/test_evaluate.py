@@ -11,7 +11,7 @@ def test_evaluate_tiny_gsm8k(tmp_path, capsys):
     rc = main([
         "evaluate", "--model", "builtin:tiny", "--task", "gsm8k",
         "--data", str(DATA / "gsm8k_test.jsonl"), "--limit", "4", "--batch-size", "2",
-        "--gen-length", "16", "--steps", "8", "--block-length", "8", "--out", str(out), "--no-progress",
+        "--gen-length", "16", "--steps", "8", "--block-length", "8", "--out-dir", str(out), "--no-progress",
     ])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -30,5 +30,5 @@ def test_evaluate_tiny_gsm8k(tmp_path, capsys):
 
 def test_evaluate_bad_args(tmp_path, capsys):
     rc = main(["evaluate", "--model", "builtin:tiny", "--task", "gsm8k", "--gen-length", "20",
-               "--block-length", "8", "--out", str(tmp_path)])
+               "--block-length", "8", "--out-dir", str(tmp_path)])
     assert rc == 2 and "multiple of block_length" in capsys.readouterr().err

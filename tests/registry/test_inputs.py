@@ -69,7 +69,7 @@ def test_lora_adapter_without_base_exit_2(tmp_path, capsys):
 
 def test_missing_params_file_exit_2(model_dir, tmp_path, capsys):
     rc, err = _register(capsys, "--model", str(model_dir), "--metrics", str(write_metrics(tmp_path / "m.json")),
-                        "--params", str(tmp_path / "params.yaml"))
+                        "--config", str(tmp_path / "params.yaml"))
     assert rc == 2 and str(tmp_path / "params.yaml") in err
 
 
