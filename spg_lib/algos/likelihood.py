@@ -1,4 +1,5 @@
-"""Target log-probabilities and the likelihood estimators built on them.
+"""Target log-probabilities and the likelihood estimators built on them (pure tensor functions: a model's
+forward pass is the caller's, see ``spg_lib.training.objective.completion_token_logprobs``).
 
 Implements algorithms.md §2 (one-pass log-probs of the clean completion tokens), §2.3 / S6 (SPG ELBO),
 §3.4 / S7 (official EUBO with the drop-zero rule, plus the sum-form variant), Eq. 8 / S8 (Mixture),
@@ -21,7 +22,7 @@ Test: ``pytest tests/algos/test_likelihood.py tests/algos/test_enumeration.py``.
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -110,52 +111,6 @@ def target_logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor, *, 
     return torch.cat(pieces).reshape(N, L)
 
 
-def _accepts(fn, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def completion_token_logprobs(
-    model: torch.nn.Module, noisy_ids: torch.Tensor, attention_mask: torch.Tensor | None, targets: torch.Tensor,
-    prompt_len: int, chunk_size: int = 256, needed: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """One forward pass on the noisy batch → log π(x_k | noisy) for the completion slice (S3–S4).
-
-    Uses ``model.hidden_states`` + ``model.get_output_embeddings()`` when available and the head is a plain
-    ``hidden @ Wᵀ (+ b)`` (chunked head, no [N, T, V] logits); else ``model(..., logits_range=(P, T))`` when
-    the forward accepts it; else full ``model(...).logits`` sliced to the completion.
-
-    Args:
-        model: a masked diffusion LM (see CONTRACTS).
-        noisy_ids: LongTensor [N, T]; attention_mask: [N, T] (1 real, 0 padding) or None.
-        targets: LongTensor [N, L], clean completion ids. prompt_len: P = T − L.
-        chunk_size: positions per head chunk. needed: optional BoolTensor [N, L] (see
-            ``target_logprobs_from_hidden``; ignored on the logits fallbacks).
-    Returns:
-        FloatTensor [N, L].
-    """
-    T = noisy_ids.shape[1]
-    if prompt_len + targets.shape[1] != T:
-        raise ValueError(f"prompt_len ({prompt_len}) + targets length ({targets.shape[1]}) != T ({T})")
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    # a model that post-scales its logits (LLaDA config `scale_logits`) is not plain hidden @ Wᵀ: use its logits
-    # and a head wrapped by an adapter (e.g. a PEFT LoRA layer, not an nn.Linear) has a weight that is not the
-    # whole projection: both fall back to the model's own logits
-    plain_head = isinstance(head, torch.nn.Linear) and not getattr(getattr(model, "config", None), "scale_logits",
-                                                                   False)
-    if plain_head and hasattr(model, "hidden_states"):
-        hidden = model.hidden_states(noisy_ids, attention_mask=attention_mask)[:, prompt_len:]  # [N, L, D]
-        return target_logprobs_from_hidden(hidden, head.weight, targets, bias=getattr(head, "bias", None),
-                                           chunk_size=chunk_size, needed=needed)
-    if _accepts(model.forward, "logits_range"):
-        logits = model(noisy_ids, attention_mask=attention_mask, logits_range=(prompt_len, T)).logits  # [N, L, V]
-    else:
-        logits = model(noisy_ids, attention_mask=attention_mask).logits[:, prompt_len:]  # [N, L, V]
-    return target_logprobs_from_logits(logits, targets, chunk_size=chunk_size)
-
-
 # --------------------------------------------------------------------------------------------------
 # estimators on logp [B, m, L]
 # --------------------------------------------------------------------------------------------------
@@ -189,16 +144,27 @@ def elbo_estimate(logp: torch.Tensor, masked: torch.Tensor, completion_mask: tor
     return per_sample.mean(-1)
 
 
-def eubo_token_terms(logp: torch.Tensor, masked: torch.Tensor, completion_mask: torch.Tensor, *, beta: float
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log a[b,k] with a = (1/m) Σ_τ M·p^β / max(t̂_τ, 1e-8) (§3.4 step 2, S7), computed in log space.
+def eubo_token_terms(logp: torch.Tensor, masked: torch.Tensor, completion_mask: torch.Tensor, *, beta: float,
+                     drop_underflow: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """log a[b,k] with a = (1/m) Σ_τ M·p^β / max(t̂_τ, 1e-8) (§3.4 step 2, S7).
+
+    ``drop_underflow=False``: computed in log space (logsumexp of β·logp − log t̂), so a > 0 for every token
+    masked in ≥ 1 sample. ``drop_underflow=True`` (the official code): a is formed in float32 as
+    mean_τ(exp(logp)^β·M/t̂), U = {k : a[k] > 0}, so a token whose p^β underflows to 0 in every sample that
+    masked it (β = 1.5: logp ≲ −69) leaves U and takes no part in the bound.
 
     Returns:
-        (log_a FloatTensor [B, L] — 0 where U is False, U BoolTensor [B, L] = tokens masked in ≥ 1 sample).
+        (log_a FloatTensor [B, L] — 0 where U is False, U BoolTensor [B, L] = tokens in the bound).
     """
     M, _ = _bound_inputs(masked, completion_mask)
     m = logp.shape[1]
     t_hat = empirical_ratio(masked, completion_mask).clamp(min=_EPS)  # [B, m]
+    if drop_underflow:
+        # p^β in float32, 0 where it underflows (as exp(logp)^β does; exp(β·logp) keeps the backward finite for β < 1)
+        p_beta = torch.exp(beta * logp.float())  # [B, m, L]
+        a = (torch.where(M, p_beta, 0.0) / t_hat.unsqueeze(-1)).sum(1) / m  # [B, L]
+        U = a > 0  # [B, L]
+        return torch.log(torch.where(U, a, 1.0)), U
     x = beta * logp - torch.log(t_hat).unsqueeze(-1)  # [B, m, L] log of p^β / t̂
     U = M.any(dim=1)  # [B, L]
     # −inf for unmasked samples; rows with no masked sample get 0s so logsumexp's backward stays finite
@@ -210,7 +176,7 @@ def eubo_token_terms(logp: torch.Tensor, masked: torch.Tensor, completion_mask: 
 
 def eubo_estimate(
     logp: torch.Tensor, masked: torch.Tensor, completion_mask: torch.Tensor, *, beta: float,
-    drop_unmasked_tokens: bool = True,
+    drop_unmasked_tokens: bool = True, drop_underflow: bool = False,
 ) -> torch.Tensor:
     """SPG EUBO (§3.4, S7), returned in the same per-token scale as ``elbo_estimate`` (the loss multiplies by L_c).
 
@@ -224,6 +190,9 @@ def eubo_estimate(
     and the same 1/L_c) does not have. The sum form keeps EUBO and ELBO on the same token scale, so the
     Mixture ω·EUBO + (1−ω)·ELBO mixes like with like.
 
+    ``drop_underflow=True`` (faithful): U also loses the tokens whose fp32 p^β underflows to 0, as in the
+    official code (see ``eubo_token_terms``); with ``drop_unmasked_tokens`` they leave |U| too.
+
     Args:
         logp: FloatTensor [B, m, L]; masked: BoolTensor [B, m, L]; completion_mask: BoolTensor [B, L];
         beta: Rényi β > 0 (a valid bound needs β ≥ 1; the paper's ablation also ran 0.5, 0.75).
@@ -232,7 +201,7 @@ def eubo_estimate(
     """
     if beta <= 0:
         raise ValueError(f"beta must be > 0, got {beta}")
-    log_a, U = eubo_token_terms(logp, masked, completion_mask, beta=beta)  # [B, L]
+    log_a, U = eubo_token_terms(logp, masked, completion_mask, beta=beta, drop_underflow=drop_underflow)  # [B, L]
     total = log_a.sum(-1) / beta  # [B]
     if drop_unmasked_tokens:
         return total / U.float().sum(-1).clamp(min=_EPS)
@@ -246,25 +215,44 @@ def mixture_estimate(elbo: torch.Tensor, eubo: torch.Tensor, *, omega: float) ->
     return omega * eubo + (1.0 - omega) * elbo
 
 
+def _uses_eubo(uses: bool) -> Callable[[Callable], Callable]:
+    """Mark a negative estimator with whether it reads the EUBO (the SPG estimator skips the EUBO otherwise)."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.uses_eubo = uses
+        return fn
+
+    return mark
+
+
+def uses_eubo(neg_estimator: str) -> bool:
+    """Whether the negative estimator registered under ``neg_estimator`` reads the EUBO (unmarked: True)."""
+    return bool(getattr(NEG_ESTIMATORS.get(neg_estimator), "uses_eubo", True))
+
+
 @NEG_ESTIMATORS.register("eubo")
+@_uses_eubo(True)
 def neg_eubo(elbo: torch.Tensor, eubo: torch.Tensor, *, omega: float = 0.5) -> torch.Tensor:
     """N = EUBO. [B] -> [B]."""
     return eubo
 
 
 @NEG_ESTIMATORS.register("mix")
+@_uses_eubo(True)
 def neg_mix(elbo: torch.Tensor, eubo: torch.Tensor, *, omega: float = 0.5) -> torch.Tensor:
     """N = ω·EUBO + (1−ω)·ELBO. [B] -> [B]."""
     return mixture_estimate(elbo, eubo, omega=omega)
 
 
 @NEG_ESTIMATORS.register("elbo")
+@_uses_eubo(False)
 def neg_elbo(elbo: torch.Tensor, eubo: torch.Tensor, *, omega: float = 0.5) -> torch.Tensor:
     """N = ELBO (ablation "SPG w/ ELBO"). [B] -> [B]."""
     return elbo
 
 
 @NEG_ESTIMATORS.register("zero")
+@_uses_eubo(False)
 def neg_zero(elbo: torch.Tensor, eubo: torch.Tensor, *, omega: float = 0.5) -> torch.Tensor:
     """N = 0 (ablation "SPG wo/ neg"): negatives give no gradient. [B] -> [B]."""
     return torch.zeros_like(elbo)

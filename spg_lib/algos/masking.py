@@ -24,13 +24,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import typing
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
 from spg_lib.algos.registry import FORWARD_PROCESSES
 
-SEED_INDEX_MODES = ("legacy_modulo", "per_iteration")
-RNG_MODES = ("global_reseed", "local_generator")
+ForwardType = Literal["all", "random", "block_all", "block_random"]  # the SPG forward processes registered below
+SeedIndexMode = Literal["legacy_modulo", "per_iteration"]
+RngMode = Literal["global_reseed", "local_generator"]
+#: how many mask-seed arrays a rollout draws: one shared by its micro-batches (``rollout``), one per micro-batch
+#: slot (``slot``: seeds [μ]) or one per slot and Monte-Carlo sample (``slot_sample``: seeds [μ, m])
+SeedLayout = Literal["rollout", "slot", "slot_sample"]
+SEED_INDEX_MODES: tuple[str, ...] = typing.get_args(SeedIndexMode)
+RNG_MODES: tuple[str, ...] = typing.get_args(RngMode)
+SEED_LAYOUTS: tuple[str, ...] = typing.get_args(SeedLayout)
+MASK_SEED_RANGE = 4096  # mask seeds are drawn from {0..4095}, as the official trainers do
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +121,18 @@ def mask_generator(
     gen = torch.Generator(device=device)
     gen.manual_seed(value)
     return gen
+
+
+def draw_mask_seeds(layout: str, *, num_iterations: int, num_mc: int, generator: torch.Generator) -> torch.Tensor:
+    """The mask seeds of one seed array: LongTensor [μ] (``rollout``, ``slot``) or [μ, m] (``slot_sample``).
+
+    The caller draws one array per rollout (``rollout``) or one per micro-batch slot (``slot``, ``slot_sample``),
+    each from its own ``generator``; ``seeds[mask_seed_index(...)]`` is then one seed, or one per MC sample.
+    """
+    if layout not in SEED_LAYOUTS:
+        raise ValueError(f"unknown mask seed layout {layout!r}; valid: {list(SEED_LAYOUTS)}")
+    shape = (num_iterations, num_mc) if layout == "slot_sample" else (num_iterations,)
+    return torch.randint(0, MASK_SEED_RANGE, shape, generator=generator)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -413,7 +436,7 @@ def espo_stratified_counts(batch_size: int, gen_length: int, generator: torch.Ge
 
 def forward_espo(
     ids: torch.Tensor, *, prompt_len: int, mask_id: int, num_mc: int = 2, coupled: bool = True,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
 ) -> tuple[NoisyBatch, torch.Tensor]:
     """ESPO forward process: for each of ``num_mc`` draws, stratified counts n_b over the batch, a uniformly
     random n_b-subset of ALL L completion positions masked (post-EOS included, prompt clean) and, when
@@ -421,6 +444,8 @@ def forward_espo(
 
     Args:
         ids: LongTensor [B, T].
+        generator: one generator for every draw, or ``num_mc`` generators (draw i reads only the i-th; the
+            official ESPO trainer seeds each Monte-Carlo draw separately).
     Returns:
         (NoisyBatch with noisy [B, m', T], t [B, m']) with m' = num_mc·(2 if coupled else 1); samples are
         ordered [draw0, complement0, draw1, complement1, …]; t = n/(L+1) (draw) or (L−n)/(L+1) (complement).
@@ -429,13 +454,16 @@ def forward_espo(
         raise ValueError(f"ids must be [B, P+L], got shape {tuple(ids.shape)}")
     if num_mc < 1:
         raise ValueError(f"num_mc must be >= 1, got {num_mc}")
+    gens = [generator] * num_mc if isinstance(generator, torch.Generator) else list(generator)
+    if len(gens) != num_mc:
+        raise ValueError(f"forward_espo: got {len(gens)} generators for num_mc = {num_mc}")
     B, T = ids.shape
     L = T - prompt_len
     masks, ts = [], []
-    for _ in range(num_mc):
-        n = espo_stratified_counts(B, L, generator, ids.device)  # [B]
+    for gen in gens:
+        n = espo_stratified_counts(B, L, gen, ids.device)  # [B]
         full = torch.ones(B, L, dtype=torch.bool, device=ids.device)
-        sel = _random_subset(full, n, generator)  # [B, L]
+        sel = _random_subset(full, n, gen)  # [B, L]
         masks.append(sel)
         ts.append(n.double() / (L + 1))
         if coupled:

@@ -15,11 +15,15 @@ Test: ``pytest tests/algos/test_objectives.py``.
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 
 from spg_lib.algos.registry import NEG_ESTIMATORS, OBJECTIVES
 
-LOSS_NORMS = ("completion_tokens", "max_length", "sequences")
+LossNorm = Literal["completion_tokens", "max_length", "sequences"]
+LOSS_NORMS: tuple[str, ...] = typing.get_args(LossNorm)
 
 
 def _metric(x: torch.Tensor) -> float:

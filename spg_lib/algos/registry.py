@@ -1,8 +1,10 @@
 """Name registries for the axes the paper varies (style.md §10 rule 2).
 
 Registries: ``FORWARD_PROCESSES`` (masking schemes), ``NEG_ESTIMATORS`` (negative-trace likelihood
-estimator of SPG), ``OBJECTIVES`` (policy losses) and ``ADVANTAGES``. Registering a name twice raises;
-an unknown name raises a ValueError that lists the valid names. Nothing else gets a registry.
+estimator of SPG), ``OBJECTIVES`` (policy losses), ``ADVANTAGES`` and ``METHODS`` (one
+``spg_lib.algos.methods.MethodSpec`` per RL method: estimator, loss, needs, seed policy). Registering a
+name twice raises; an unknown name raises a ValueError that lists the valid names. Nothing else gets a
+registry.
 
     from spg_lib.algos.registry import get_objective
     loss_fn = get_objective("spg")
@@ -17,15 +19,15 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-F = TypeVar("F", bound=Callable)
+F = TypeVar("F")
 
 # modules whose import registers entries (imported lazily to avoid import cycles)
 _PROVIDERS = ("spg_lib.algos.masking", "spg_lib.algos.likelihood", "spg_lib.algos.objectives",
-              "spg_lib.algos.advantages")
+              "spg_lib.algos.advantages", "spg_lib.algos.methods")
 
 
 class Registry(Generic[F]):
-    """A name -> function map with decorator registration, duplicate and unknown-name errors."""
+    """A name -> function (or spec) map with decorator registration, duplicate and unknown-name errors."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -38,7 +40,8 @@ class Registry(Generic[F]):
 
         def deco(fn: F) -> F:
             if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is already registered (by {self._items[name].__qualname__})")
+                owner = getattr(self._items[name], "__qualname__", type(self._items[name]).__name__)
+                raise ValueError(f"{self.kind} {name!r} is already registered (by {owner})")
             self._items[name] = fn
             return fn
 
@@ -73,6 +76,7 @@ FORWARD_PROCESSES: Registry = Registry("forward process")
 NEG_ESTIMATORS: Registry = Registry("negative estimator")
 OBJECTIVES: Registry = Registry("objective")
 ADVANTAGES: Registry = Registry("advantage")
+METHODS: Registry = Registry("method")
 
 
 def get_forward_process(name: str) -> Callable:

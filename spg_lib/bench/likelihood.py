@@ -53,9 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _fast_loss(model, noisy, ids, cmask, adv, *, prompt_len, mask_id, beta, omega, chunk_size):
-    from spg_lib.algos.likelihood import completion_token_logprobs, elbo_estimate, eubo_estimate
+    from spg_lib.algos.likelihood import elbo_estimate, eubo_estimate
     from spg_lib.algos.masking import bound_mask
     from spg_lib.algos.objectives import spg_loss
+    from spg_lib.training.objective import completion_token_logprobs
 
     B, m, T = noisy.shape
     L = T - prompt_len

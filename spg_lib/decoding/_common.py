@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import math
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 REMASKING_MODES: tuple[str, ...] = ("low_confidence", "random")
+#: dtypes of the Gumbel noise ("model": the model's parameter dtype, as the official rollout sampler)
+GUMBEL_DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,8 @@ def check_generate_args(
     remasking: Any,
     cfg_scale: Any,
     generator: Any,
+    redecode_earlier_masks: Any = False,
+    gumbel_dtype: Any = "float64",
 ) -> DecodePlan:
     """Validate the arguments of ``generate``/``generate_reference``; every error names the argument."""
     if not isinstance(prompt_ids, torch.Tensor) or prompt_ids.dim() != 2:
@@ -107,6 +109,10 @@ def check_generate_args(
     _as_float(cfg_scale, "cfg_scale")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if not isinstance(redecode_earlier_masks, bool):
+        raise ValueError(f"redecode_earlier_masks must be True or False, got {redecode_earlier_masks!r}")
+    if gumbel_dtype not in GUMBEL_DTYPES:
+        raise ValueError(f"gumbel_dtype must be one of {list(GUMBEL_DTYPES)}, got {gumbel_dtype!r}")
     return DecodePlan(
         batch_size=batch_size,
         prompt_length=prompt_length,
@@ -119,28 +125,21 @@ def check_generate_args(
 
 def supports_logits_range(model: Any) -> bool:
     """True when ``model.forward`` accepts ``logits_range=(start, end)`` (output head only there)."""
-    # a model can only be an LLaDAModelLM if its module is already imported: no heavy import here
-    modeling = sys.modules.get("spg_lib.models.modeling_llada")
-    if modeling is not None and isinstance(model, modeling.LLaDAModelLM):
-        return True
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError, AttributeError):
-        return False
-    return "logits_range" in params
+    return _probe(model).logits_range
 
 
 def supports_hidden_head(model: Any) -> bool:
-    """True when the model exposes ``hidden_states(..., output_range=(s, e))`` and ``logits_from_hidden(h)``
+    """True when the model exposes ``hidden_states(..., output_range=(s, e))`` and ``logits_from_hidden(h, out=)``
     (the native LLaDAModelLM): the sampler then runs the output head only on the positions it needs."""
-    if not callable(getattr(model, "logits_from_hidden", None)) or not callable(getattr(model, "hidden_states", None)):
-        return False
-    try:
-        hidden_params = inspect.signature(model.hidden_states).parameters
-        head_params = inspect.signature(model.logits_from_hidden).parameters
-    except (TypeError, ValueError):
-        return False
-    return "output_range" in hidden_params and "out" in head_params
+    return _probe(model).hidden_head
+
+
+def _probe(model: Any):
+    # the one model probe (spg_lib.models.capabilities), imported on first use: importing spg_lib.models loads
+    # transformers, which the decoding package itself does not need
+    from spg_lib.models.capabilities import probe
+
+    return probe(model)
 
 
 @contextlib.contextmanager
@@ -163,20 +162,51 @@ def at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
     return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
 
 
-def _draw(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def _draw(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     # draw on the generator's own device (a CPU generator cannot fill a CUDA tensor), then move
     draw_device = generator.device if generator is not None else device
-    u = torch.rand(shape, generator=generator, dtype=torch.float64, device=draw_device)
+    u = torch.rand(shape, generator=generator, dtype=dtype, device=draw_device)
     return u.to(device)
 
 
-def draw_gumbel(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Gumbel(0, 1) noise g = -log(-log u), u ~ U[0, 1) in float64 (one ``torch.rand`` call of ``shape``).
+def resolve_gumbel_dtype(model: Any, name: str) -> torch.dtype:
+    """The dtype of the Gumbel noise: ``name`` in :data:`GUMBEL_DTYPES`; "model" = the model's parameter dtype."""
+    if name != "model":
+        return getattr(torch, name)
+    dtype = getattr(model, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    params = model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+    return next((p.dtype for p in params if p.dtype.is_floating_point), torch.float32)
 
-    float64 keeps the Gumbel tail faithful over a 126k vocabulary (the official code also samples in fp64).
+
+def draw_gumbel(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """Noise for Gumbel-max sampling from one ``torch.rand(shape, dtype=dtype)`` call, u ~ U[0, 1).
+
+    float64 (default): Gumbel(0, 1) noise g = -log(-log u), used as argmax(logits / τ + g).
+    Any other dtype: the official form's divisor e = -log u (Exp(1) noise) in that dtype, used as
+    argmax(exp(logits) / e^τ) computed in that dtype (:func:`gumbel_max`). Both are the same sampler in exact
+    arithmetic; they differ only by rounding. Which precision the official code uses: docs/decoding.md,
+    section "Gumbel noise precision" (LLaDA's own sampler fp64, SPG's rollout sampler the model dtype,
+    SPG's evaluation sampler fp32).
     """
-    u = _draw(shape, generator, device)
-    return -torch.log(-torch.log(u))
+    u = _draw(shape, generator, device, dtype)
+    return -torch.log(-torch.log(u)) if dtype == torch.float64 else -torch.log(u)
+
+
+def gumbel_max(logits: torch.Tensor, noise: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Proposals argmax_v of logits [N, V] perturbed by ``noise`` [N, V] from :func:`draw_gumbel` -> LongTensor [N].
+
+    float64 noise: argmax(logits / τ + g) in fp64. Other dtypes: argmax(exp(logits) / e^τ) in the noise dtype,
+    the official code's arithmetic (overflow of exp to inf and ties included; argmax takes the first maximum).
+    """
+    if noise.dtype == torch.float64:
+        return (logits.double() / temperature + noise).argmax(dim=-1)
+    return (logits.to(noise.dtype).exp() / noise.pow(temperature)).argmax(dim=-1)
 
 
 def draw_uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:

@@ -12,9 +12,9 @@ A checkpoint is written into ``step-<N>.tmp`` and renamed into place only when c
 mid-write (SIGKILL included) never leaves a directory that looks finished; ``latest_checkpoint`` ignores
 ``.tmp`` leftovers, and the next save of that step removes them.
 
-Single-process use: ``save_checkpoint(root, step, model, state, meta)``. The trainer splits the same steps
-(``begin_checkpoint`` on the main process, collective writes of every process into the staging directory,
-``commit_checkpoint`` on the main process) so that sharded state can be written by every rank.
+Writing takes three steps (``begin_checkpoint`` on the main process, collective writes of every process into
+the staging directory, ``commit_checkpoint`` on the main process) so that sharded state can be written by every
+rank.
 """
 
 from __future__ import annotations
@@ -31,11 +31,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
-
-
-def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Parameters with requires_grad (the adapter under LoRA), detached, contiguous, on CPU."""
-    return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def staging_dir(root: str | Path, step: int) -> Path:
@@ -75,12 +70,6 @@ def commit_checkpoint(tmp: str | Path, weights: dict[str, torch.Tensor], state: 
         for old in steps[:-keep_last]:
             shutil.rmtree(root / f"step-{old}", ignore_errors=True)
     return final
-
-
-def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, state: dict[str, Any],
-                    meta: dict[str, Any], keep_last: int | None = 2) -> Path:
-    """Write checkpoint ``step`` of a single-process ``model`` atomically under ``root``; prune beyond ``keep_last``."""
-    return commit_checkpoint(begin_checkpoint(root, step), trainable_state_dict(model), state, meta, keep_last)
 
 
 def _list_steps(root: Path) -> list[int]:

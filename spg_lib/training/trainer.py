@@ -1,13 +1,17 @@
-"""The RL trainer: one readable accelerate loop (algorithms.md §4.5).
+"""The RL trainer: one readable accelerate loop (SPG, arXiv 2510.09541, Algorithm 1; docs/algorithms.md).
 
     cycle (one rollout, μ optimizer steps):
       1. take the next `prompts_per_step` prompts; this process owns a contiguous slice of the
          prompts × g rows, split into `grad_accum` micro-batches
-      2. generate the completions with the block sampler (no grad, eval mode)
+      2. generate the completions with the block sampler (no grad; eval mode, or train mode under
+         `algo.rollout_train_mode`)
       3. score them with the task's rewards; gather rewards from every process; advantages per group
-      4. draw μ mask seeds; D1/UniGRPO/ESPO: old (and reference) estimates for every inner iteration
+      4. methods whose spec needs them: old (and reference) estimates for every inner iteration
       5. for n in 0..μ-1: for each micro-batch: estimate under the current weights (fresh masks from the
-         selected seed), loss / grad_accum, backward; then clip, AdamW step, LR schedule
+         selected mask seed, see ``_mask_gen``), loss / grad_accum, backward; then clip, AdamW step, LR schedule
+
+The method (its estimate, loss, needs and logged figures) is the ``MethodSpec`` registered under ``algo.name``
+(``spg_lib.algos.methods``); nothing here names a method.
 
 Randomness never touches global RNGs: every generator is seeded from (seed, rollout, global
 micro-batch, ...) so results do not depend on how many processes share the work (a 2-process run
@@ -17,21 +21,22 @@ train.grad_accum`` (set here, whatever the launcher said), so DDP skips the all-
 micro-batch, FSDP does the same, and DeepSpeed sees its accumulation boundary and applies its own clipping and
 optimizer step there (``configure_deepspeed`` fills the DeepSpeed config from ``train``; see
 configs/accelerate/README.md). Under FSDP and ZeRO-3 the parameters are sharded: every forward pass goes
-through the prepared model (``_ViaForward``), checkpoints carry ``Accelerator.save_state`` output, and weights
+through the prepared model (``ForwardOnly``), checkpoints carry ``Accelerator.save_state`` output, and weights
 are gathered with ``Accelerator.get_state_dict`` (a collective: every process calls it).
 
 Per-step metrics (``metrics.jsonl``, MLflow when configured; rollout keys on steps that made a rollout):
 reward/mean, reward/std, reward/<function>; adv/mean, adv/std, adv/abs_mean, adv/pos_fraction,
 adv/zero_fraction; rollout/completion_length, rollout/time_s, rollout/tokens_per_s; the method's own keys
-(<method>/loss and its bounds: spg/elbo, spg/eubo, espo/elbo, ...); train/loss, train/grad_norm, train/lr (the
-rate this step used), train/update_time_s, train/step_time_s, train/tokens_per_s, train/step_skipped,
-train/skipped_steps, train/inner_iteration. Figures are averaged over processes.
+(<method>/loss and its bounds: spg/elbo, spg/eubo, espo/elbo, ..., from the method's spec); train/loss,
+train/grad_norm, train/lr (the rate this step used), train/update_time_s, train/step_time_s, train/tokens_per_s,
+train/step_skipped, train/skipped_steps, train/inner_iteration. Figures are averaged over processes.
 
 Run: ``spg train --config params.yaml`` or ``accelerate launch -m spg_lib.cli train --config ...``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -43,9 +48,11 @@ from typing import Any
 
 import torch
 
-from spg_lib.algos import compute_advantages, mask_generator, mask_seed_index
+from spg_lib.algos import compute_advantages, draw_mask_seeds, mask_generator, mask_seed_index
 from spg_lib.config import to_dict
 from spg_lib.decoding import completion_mask, generate
+from spg_lib.models.capabilities import ForwardOnly
+from spg_lib.progress import Progress
 from spg_lib.training.checkpoint import (
     begin_checkpoint,
     commit_checkpoint,
@@ -56,7 +63,7 @@ from spg_lib.training.checkpoint import (
     staging_dir,
 )
 from spg_lib.training.config import TrainConfig
-from spg_lib.training.objective import MicroBatch, estimate, method_loss, needs_old, needs_ref
+from spg_lib.training.objective import Estimate, MicroBatch, estimate, method_loss, needs_old, needs_ref
 from spg_lib.training.tracking import MetricsLogger
 
 
@@ -198,20 +205,23 @@ class Trainer:
         """The module the sampler and the estimates call.
 
         Sharded parameters (FSDP, ZeRO-3) exist in full only inside the prepared model's forward, so everything
-        goes through it (``_ViaForward``). Otherwise the update uses the prepared model (DDP's gradient hooks)
+        goes through it (``ForwardOnly``). Otherwise the update uses the prepared model (DDP's gradient hooks)
         and the rollout the plain module.
         """
         if self.sharded_params:
-            return _ViaForward(self.model)
+            return ForwardOnly(self.model)
         return self.model if update else self.acc.unwrap_model(self.model)
 
     # ------------------------------------------------------------------ 1–4. rollout
     @torch.no_grad()
     def make_rollout(self) -> Rollout:
-        cfg, acc, r = self.cfg, self.acc, self.rollout_index
+        """Steps 1–4 with the policy in eval mode, or in train mode under ``algo.rollout_train_mode``."""
         model = self._policy(update=False)
-        was_training = model.training
-        model.eval()
+        with _rollout_mode(model, train=self.cfg.algo.rollout_train_mode):
+            return self._make_rollout(model)
+
+    def _make_rollout(self, model: torch.nn.Module) -> Rollout:
+        cfg, acc, r = self.cfg, self.acc, self.rollout_index
         t0 = time.perf_counter()
         prompts = self._prompt_examples(r)
         g = cfg.num_generations
@@ -309,18 +319,28 @@ class Trainer:
                     if needs_ref(cfg.algo):
                         with _Reference(self.acc.unwrap_model(self.model)):
                             ro.ref[n][j] = self._estimate(model, mb, n, j, counter)
-        model.train(was_training)
         return ro
 
-    def _mask_gen(self, n: int, j: int, counter: int) -> torch.Generator:
-        cfg = self.cfg
-        seeds = torch.randint(0, 4096, (cfg.algo.num_iterations,), generator=_gen(cfg.seed, "mask", self.rollout_index))
-        idx = mask_seed_index(counter, n, cfg.algo.num_iterations, cfg.grad_accum, cfg.algo.seed_index_mode)
-        gmb = self.acc.process_index * cfg.grad_accum + j
-        return mask_generator(int(seeds[idx]), mode=cfg.algo.rng_mode, rollout_index=self.rollout_index,
-                              rank=gmb, device=self.acc.device)
+    def _mask_gen(self, n: int, j: int, counter: int) -> torch.Generator | list[torch.Generator]:
+        """The mask generator of micro-batch j in inner iteration n (one per MC sample for layout slot_sample).
 
-    def _estimate(self, model, mb: MicroBatch, n: int, j: int, counter: int):
+        ``counter``: micro-batches this process ran before this one (the legacy seed index reads it). The seed
+        array is the rollout's (layout ``rollout``) or this micro-batch slot's own (``slot``, ``slot_sample``).
+        """
+        cfg, algo = self.cfg, self.cfg.algo
+        gmb = self.acc.process_index * cfg.grad_accum + j  # global micro-batch index
+        key = (self.rollout_index,) if algo.mask_seed_layout == "rollout" else (self.rollout_index, gmb)
+        seeds = draw_mask_seeds(algo.mask_seed_layout, num_iterations=algo.num_iterations, num_mc=algo.num_mc,
+                                generator=_gen(cfg.seed, "mask", *key))  # [μ] or [μ, m]
+        idx = mask_seed_index(counter, n, algo.num_iterations, cfg.grad_accum, algo.seed_index_mode)
+
+        def make(seed: torch.Tensor) -> torch.Generator:
+            return mask_generator(int(seed), mode=algo.rng_mode, rollout_index=self.rollout_index, rank=gmb,
+                                  device=self.acc.device)
+
+        return [make(s) for s in seeds[idx]] if seeds.dim() == 2 else make(seeds[idx])
+
+    def _estimate(self, model, mb: MicroBatch, n: int, j: int, counter: int) -> Estimate:
         return estimate(model, mb, self.cfg.algo, mask_id=self.mask_id, generator=self._mask_gen(n, j, counter),
                         inner_iteration=n, chunk_size=self.cfg.chunk_size)
 
@@ -344,8 +364,6 @@ class Trainer:
                 loss, m = method_loss(est, mb, cfg.algo, old=old, ref=ref)
                 finite &= bool(torch.isfinite(loss))
                 acc.backward(loss)  # divided by grad_accum inside (by accelerate, or by the DeepSpeed engine)
-            if cfg.algo.name == "espo":
-                m = {**m, "espo/elbo": float(est.value.detach().float().mean())}
             m = {**m, "train/loss": float(loss.detach())}
             for k, v in m.items():
                 sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
@@ -377,8 +395,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop, checkpoints
     def train(self, resume: bool = False, progress: bool = True) -> list[dict]:
-        from tqdm.auto import tqdm
-
+        """Run to ``cfg.max_steps``; ``progress``: a bar on a terminal, a line every few steps elsewhere."""
         cfg = self.cfg
         if resume:
             self.resume()
@@ -387,8 +404,8 @@ class Trainer:
         self.logger = self._open_logger()
         self._truncate_log(self.step)  # a resumed run logs the steps after its checkpoint again
         history = []
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (progress and self.acc.is_main_process),
-                   desc=f"{cfg.algo.name} {cfg.task}", unit="step", dynamic_ncols=True)
+        bar = Progress(cfg.max_steps, f"{cfg.algo.name} {cfg.task}", initial=self.step,
+                       enabled=progress and self.acc.is_main_process)
         while self.step < cfg.max_steps:
             t0 = time.perf_counter()
             if self.buffer is None:
@@ -407,11 +424,8 @@ class Trainer:
             row = {**ro_metrics, **metrics}
             history.append({"step": self.step, **row})
             self.logger.log(self.step, row)
-            bar.update(1)
-            post = {"loss": f"{metrics['train/loss']:.4f}"}
-            if ro_metrics:
-                post["reward"] = f"{ro_metrics['reward/mean']:.3f}"
-            bar.set_postfix(post, refresh=False)
+            bar.update(self.step, **({"reward": ro_metrics["reward/mean"]} if ro_metrics else {}),
+                       loss=metrics["train/loss"])
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.max_steps:
                 self.save()
         bar.close()
@@ -504,12 +518,12 @@ class Trainer:
             setattr(self, key, state[key])
         self.mlflow_run_id = state.get("mlflow_run_id") or self.mlflow_run_id
         rank, world = acc.process_index, state.get("world_size", 1)
-        buffers = state["buffers"] if "buffers" in state else [state["buffer"]]
+        buffers = state["buffers"]
         if any(b is not None for b in buffers) and world != acc.num_processes:
             raise ValueError(f"{path} was written by {world} processes in the middle of a rollout; resume it with "
                              f"{world} processes (the rollout buffer is split across them)")
         self.buffer = _to_device(buffers[min(rank, len(buffers) - 1)], acc.device)
-        rngs = state["rng"] if "rng" in state else [{"torch": state["torch_rng"]}]
+        rngs = state["rng"]
         set_rng_state(rngs[min(rank, len(rngs) - 1)])  # dropout continues as if never stopped
         return True
 
@@ -541,21 +555,23 @@ def _to_device(obj: Any, device) -> Any:
     return obj
 
 
-class _ViaForward(torch.nn.Module):
-    """Calls the prepared (FSDP / ZeRO-3) model's own forward, hiding the module's shortcuts.
+@contextlib.contextmanager
+def _rollout_mode(model: torch.nn.Module, *, train: bool):
+    """The policy's mode while it rolls out and gives old / reference estimates: eval, or train (dropout active).
 
-    The likelihood and the sampler prefer ``hidden_states`` + the head weight read directly; with sharded
-    parameters those exist in full only inside the wrapper's forward, so this view exposes only ``forward``
-    (``logits_range`` keeps the head to the completion slice).
+    In train mode the sampler's own switch to eval mode (``model.eval()`` inside ``generate``) is suppressed for
+    the duration, so the completions too are drawn with dropout on, as in the official trainers.
     """
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.inner = model
-        self.training = model.training
-
-    def forward(self, input_ids, attention_mask=None, logits_range=None, **kwargs):
-        return self.inner(input_ids, attention_mask=attention_mask, logits_range=logits_range, **kwargs)
+    was_training = model.training
+    model.train(train)
+    if train:
+        model.eval = lambda: model  # an instance attribute shadowing nn.Module.eval; removed below
+    try:
+        yield
+    finally:
+        if train:
+            del model.eval
+        model.train(was_training)
 
 
 class _Reference:

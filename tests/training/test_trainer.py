@@ -112,7 +112,7 @@ def test_sharded_parameter_paths_match_the_direct_ones(tmp_path):
     shortcut) and the final model is rebuilt from the gathered state dict: same numbers on one CPU process."""
     from spg_lib.training.objective import estimate
     from spg_lib.training.run import final_model
-    from spg_lib.training.trainer import _ViaForward
+    from spg_lib.models.capabilities import ForwardOnly as _ViaForward
 
     cfg = small_config("d1", out_dir=str(tmp_path / "a"))  # LoRA (kl_beta > 0): merge on export
     torch.manual_seed(0)  # peft initialises the adapter from the global RNG
