@@ -8,7 +8,8 @@ identity with the fast path also checks that left padding + attention mask are h
 
 Randomness is consumed exactly as documented in :mod:`spg_lib.decoding.sampler`: per block and step, the
 noise for ALL B rows is drawn at once ([B, K, V] Gumbel, then [B, K] uniform for random remasking) and
-row r uses slice r. The algorithm is spelled out in algorithms.md §1.3.
+row r uses slice r (the leftover draws of ``redecode_earlier_masks`` are shared out row-major). The
+algorithm is spelled out in docs/decoding.md.
 
 Dimensions: B = rows, P = padded prompt length, P_r = real prompt length of row r, L = gen_length,
 K = block_length, V = vocab size.
@@ -20,7 +21,15 @@ from typing import Any
 
 import torch
 
-from spg_lib.decoding._common import at_least_fp32, check_generate_args, draw_gumbel, draw_uniform, eval_mode
+from spg_lib.decoding._common import (
+    at_least_fp32,
+    check_generate_args,
+    draw_gumbel,
+    draw_uniform,
+    eval_mode,
+    gumbel_max,
+    resolve_gumbel_dtype,
+)
 
 
 def _row_logits(model: Any, canvas: torch.Tensor, prompt_length: int, cfg_scale: float, mask_id: int) -> torch.Tensor:
@@ -47,6 +56,8 @@ def generate_reference(
     remasking: str = "low_confidence",
     cfg_scale: float = 0.0,
     generator: torch.Generator | None = None,
+    redecode_earlier_masks: bool = False,
+    gumbel_dtype: str = "float64",
 ) -> torch.Tensor:
     """Same contract and same output as :func:`spg_lib.decoding.generate`, computed the slow, obvious way.
 
@@ -70,9 +81,12 @@ def generate_reference(
         remasking=remasking,
         cfg_scale=cfg_scale,
         generator=generator,
+        redecode_earlier_masks=redecode_earlier_masks,
+        gumbel_dtype=gumbel_dtype,
     )
     B, P, L, K = plan.batch_size, plan.prompt_length, plan.gen_length, plan.block_length
     device = prompt_ids.device
+    noise_dtype = resolve_gumbel_dtype(model, gumbel_dtype)
     prompts = [
         prompt_ids[r] if attention_mask is None else prompt_ids[r][attention_mask[r].to(device) == 1] for r in range(B)
     ]  # row r: [P_r]
@@ -91,35 +105,65 @@ def generate_reference(
                 todo.append([base + (1 if i < extra else 0) for i in range(plan.steps_per_block)])
             for i in range(plan.steps_per_block):
                 # 1) every row alone: full logits over the whole canvas and vocabulary, full softmax
-                block_logits, block_probs = [], []
+                row_logits, row_probs = [], []
                 for r in range(B):
-                    start = len(prompts[r]) + b * K
                     logits = _row_logits(model, canvases[r], len(prompts[r]), float(cfg_scale), mask_id)
-                    probs = torch.softmax(logits, dim=-1)  # [P_r + L, V]
-                    block_logits.append(logits[start : start + K])  # [K, V]
-                    block_probs.append(probs[start : start + K])  # [K, V]
+                    row_logits.append(logits)  # [P_r + L, V]
+                    row_probs.append(torch.softmax(logits, dim=-1))  # [P_r + L, V]
+                # leftovers: generated positions of earlier blocks still holding [M] (absolute, increasing)
+                leftovers = [
+                    [
+                        q
+                        for q in range(len(prompts[r]), len(prompts[r]) + b * K)
+                        if redecode_earlier_masks and int(canvases[r][q]) == mask_id
+                    ]
+                    for r in range(B)
+                ]
+                n_left = sum(len(q) for q in leftovers)
                 # 2) the step's noise for all rows at once, in the documented order
-                V = block_logits[0].shape[-1]
-                gumbel = draw_gumbel((B, K, V), generator, device) if temperature > 0 else None
+                V = row_logits[0].shape[-1]
+                gumbel = draw_gumbel((B, K, V), generator, device, noise_dtype) if temperature > 0 else None
                 uniform = draw_uniform((B, K), generator, device) if remasking == "random" else None
-                # 3) every row: proposal, confidence, Python top-k among its still-masked block positions
+                gumbel_left = uniform_left = None
+                if n_left and gumbel is not None:
+                    gumbel_left = draw_gumbel((n_left, V), generator, device, noise_dtype)  # [n_left, V]
+                if n_left and uniform is not None:
+                    uniform_left = draw_uniform((n_left,), generator, device)  # [n_left]
+                # 3) every row: proposal and confidence of each candidate, Python top-k among them
+                taken = 0  # leftovers of earlier rows (row-major order of the leftover draws)
                 for r in range(B):
                     start = len(prompts[r]) + b * K
-                    if gumbel is not None:
-                        proposal = (block_logits[r].double() / temperature + gumbel[r]).argmax(dim=-1)  # [K]
-                    else:
-                        proposal = block_logits[r].argmax(dim=-1)  # [K]
-                    if uniform is not None:
-                        confidence = uniform[r].tolist()
-                    else:
-                        confidence = block_probs[r].gather(-1, proposal[:, None])[:, 0].tolist()
-                    masked = [j for j in range(K) if int(canvases[r][start + j]) == mask_id]
-                    ranked = sorted(masked, key=lambda j, c=confidence: (-c[j], j))
-                    for j in ranked[: todo[r][i]]:
-                        canvases[r][start + j] = proposal[j]
+                    block = [start + j for j in range(K) if int(canvases[r][start + j]) == mask_id]
+                    candidates = leftovers[r] + block  # absolute positions, increasing
+                    proposal, confidence = {}, {}
+                    for n, q in enumerate(leftovers[r]):
+                        noise = None if gumbel_left is None else gumbel_left[taken + n]
+                        proposal[q] = _propose(row_logits[r][q], noise, temperature)
+                        confidence[q] = (
+                            float(uniform_left[taken + n]) if uniform_left is not None
+                            else float(row_probs[r][q, proposal[q]])
+                        )
+                    taken += len(leftovers[r])
+                    for q in block:
+                        noise = None if gumbel is None else gumbel[r, q - start]
+                        proposal[q] = _propose(row_logits[r][q], noise, temperature)
+                        confidence[q] = (
+                            float(uniform[r, q - start]) if uniform is not None
+                            else float(row_probs[r][q, proposal[q]])
+                        )
+                    ranked = sorted(candidates, key=lambda q, c=confidence: (-c[q], q))
+                    for q in ranked[: todo[r][i]]:
+                        canvases[r][q] = proposal[q]
 
     out = torch.empty((B, P + L), dtype=torch.long, device=device)
     out[:, :P] = prompt_ids
     for r in range(B):
         out[r, P:] = canvases[r][len(prompts[r]) :]
     return out
+
+
+def _propose(logits: torch.Tensor, noise: torch.Tensor | None, temperature: float) -> int:
+    """Proposal of one position from its logits [V] and its noise [V] (None: greedy argmax)."""
+    if noise is None:
+        return int(logits.argmax())
+    return int(gumbel_max(logits[None, :], noise[None, :], temperature)[0])

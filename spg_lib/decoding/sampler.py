@@ -1,7 +1,7 @@
 """Fast batched LLaDA block sampler: semi-autoregressive decoding with low-confidence (or random) remasking.
 
-References: LLaDA (arXiv:2502.09992) `generate`; SPG (arXiv:2510.09541) rollout sampler; spec
-/work/shared/reference/algorithms.md §1.3 and §10 items 13, 20, 23.
+References: LLaDA (arXiv:2502.09992) `generate`; SPG (arXiv:2510.09541, Sec. 4.1 and App. G) rollout and
+evaluation sampler. The algorithm, the official code's quirks and what is reproduced: docs/decoding.md.
 
 Algorithm (per call):
   canvas x = [prompt | [M] * L]; NB = L / K blocks, S_b = steps // NB steps per block (steps >= NB required).
@@ -10,13 +10,16 @@ Algorithm (per call):
     x̂ = argmax_v(logits_v / τ + g_v), g ~ Gumbel(0, 1)         (τ = 0: plain argmax, no noise drawn)
     confidence = softmax(logits)[x̂] (low_confidence, not temperature-scaled) or U[0, 1) (random)
   and the k_row most confident still-masked positions of the current block are written (k_row from the
-  schedule). Only masked positions of the current block ever change; the prompt is never touched.
+  schedule). The prompt is never touched. A proposal may be [M] itself; the position then stays masked. With
+  ``redecode_earlier_masks`` (the official behaviour) such leftover [M] positions of earlier blocks join the
+  candidates of every later step and can take one of the current block's transfer slots; without it (default)
+  only the current block ever changes (docs/decoding.md, "Leftover mask tokens").
   CFG (cfg_scale s > 0): an unconditional copy (all prompt positions, padding included, set to [M]) runs in the
   same batch; logits = un + (s + 1) * (cond - un).
 
-Efficiency (vs the official code, §10 item 20). Every step still runs the network on the whole canvas (LLaDA is
-bidirectional: no KV cache, the tokens equal the reference's), but everything after the network is restricted
-to the N still-masked positions of the current block:
+Efficiency (vs the official code; docs/decoding.md, "Fast path"). Every step still runs the network on the whole
+canvas (LLaDA is bidirectional: no KV cache, the tokens equal the reference's), but everything after the network
+is restricted to the N still-masked positions of the current block (and the leftovers, when re-decoded):
   - native LLaDAModelLM (``hidden_states(..., output_range)`` + ``logits_from_hidden``): the LAST transformer
     block computes queries/attention output/MLP only on the current block (earlier blocks need every position
     as keys/values), and the output head runs only on the N masked positions ([N, D] @ [D, V]); other models:
@@ -32,13 +35,16 @@ to the N still-masked positions of the current block:
   - top-k with a per-row k is a sort + rank mask (no Python loop over rows), no autograd graph is built, and the
     model's train/eval mode is restored afterwards.
 The attention mask (prompt mask extended with ones over the generated part) is passed so left-padded batches
-decode as each row would alone (§10 item 13). Compute runs in the model dtype (§10 item 23); softmax/CFG in
->= fp32, Gumbel noise in fp64.
+decode as each row would alone (the official evaluation sampler passes none; docs/decoding.md). Compute runs in
+the model dtype, softmax/CFG in >= fp32, the Gumbel noise in ``gumbel_dtype`` (fp64 by default; docs/decoding.md,
+"Gumbel noise precision").
 
 Randomness (exactly this, in this order, from ``generator``; the reference sampler consumes the same):
   for each block b = 0..NB-1, for each step i = 0..S_b-1:
-    1. if temperature > 0: one ``torch.rand((B, K, V), dtype=float64)`` -> Gumbel noise of the block;
-    2. if remasking == "random": one ``torch.rand((B, K), dtype=float64)`` -> confidences of the block.
+    1. if temperature > 0: one ``torch.rand((B, K, V), dtype=gumbel_dtype)`` -> Gumbel noise of the block;
+    2. if remasking == "random": one ``torch.rand((B, K), dtype=float64)`` -> confidences of the block;
+    3. only with ``redecode_earlier_masks`` and n_left > 0 leftover [M] positions in earlier blocks (counted over
+       all rows, row-major: row, then position): 1. and 2. again for them, shapes (n_left, V) and (n_left,).
   Nothing else is drawn (τ = 0 with low_confidence draws nothing). Draws happen on ``generator.device``
   and are moved to the canvas device. With ``generator=None`` the global torch RNG is used.
 
@@ -59,6 +65,8 @@ from spg_lib.decoding._common import (
     draw_gumbel,
     draw_uniform,
     eval_mode,
+    gumbel_max,
+    resolve_gumbel_dtype,
     supports_hidden_head,
     supports_logits_range,
 )
@@ -200,6 +208,17 @@ def _block_logits(
     return logits
 
 
+@dataclasses.dataclass(frozen=True)
+class _StepDraws:
+    """One step's random draws: the block's Gumbel noise [B, K, V] and confidences [B, K], then those of the
+    n_left leftover positions ([n_left, V], [n_left]); None where not drawn."""
+
+    gumbel: torch.Tensor | None
+    uniform: torch.Tensor | None
+    gumbel_left: torch.Tensor | None
+    uniform_left: torch.Tensor | None
+
+
 def top_k_per_row(confidence: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Select the k[row] highest-confidence positions of each row, vectorised (sort + rank mask).
 
@@ -231,6 +250,8 @@ def generate(
     remasking: str = "low_confidence",
     cfg_scale: float = 0.0,
     generator: torch.Generator | None = None,
+    redecode_earlier_masks: bool = False,
+    gumbel_dtype: str = "float64",
 ) -> torch.Tensor:
     """Decode ``gen_length`` tokens after left-padded prompts with the LLaDA block sampler (batched).
 
@@ -246,6 +267,11 @@ def generate(
         remasking: "low_confidence" (softmax probability of the proposal) or "random" (uniform confidences).
         cfg_scale: classifier-free guidance scale s >= 0 (0 = off).
         generator: explicit torch.Generator; the module docstring lists exactly what is drawn from it.
+        redecode_earlier_masks: False: only the current block is decoded. True (the official code): generated
+            positions of earlier blocks that still hold [M] (a proposal that was the mask token itself) compete
+            with the current block for its transfer slots (docs/decoding.md, "Leftover mask tokens").
+        gumbel_dtype: precision of the Gumbel noise, "float64" (default) | "float32" (SPG's evaluation sampler)
+            | "bfloat16" | "model" (the model's dtype, SPG's rollout sampler); see :func:`draw_gumbel`.
 
     Returns:
         LongTensor [B, P + L]: the prompt (unchanged, padding included) followed by the generated tokens.
@@ -265,6 +291,8 @@ def generate(
         remasking=remasking,
         cfg_scale=cfg_scale,
         generator=generator,
+        redecode_earlier_masks=redecode_earlier_masks,
+        gumbel_dtype=gumbel_dtype,
     )
     B, P, L, K = plan.batch_size, plan.prompt_length, plan.gen_length, plan.block_length
     device = prompt_ids.device
@@ -283,8 +311,20 @@ def generate(
     # how the block's logits are obtained: hidden states + head on masked rows > logits_range > full logits
     head = "hidden" if supports_hidden_head(model) else ("range" if supports_logits_range(model) else "full")
     cfg = float(cfg_scale)
+    noise_dtype = resolve_gumbel_dtype(model, gumbel_dtype)
     workspace = _Workspace()
     vocab: int | None = None  # V, known after the first forward
+
+    def step_draws(n_left: int, width: int) -> _StepDraws:
+        """The step's random draws, in the documented order (block noise, block confidences, leftovers')."""
+        return _StepDraws(
+            gumbel=draw_gumbel((B, K, width), generator, device, noise_dtype) if temperature > 0 else None,
+            uniform=draw_uniform((B, K), generator, device) if remasking == "random" else None,
+            gumbel_left=draw_gumbel((n_left, width), generator, device, noise_dtype)
+            if temperature > 0 and n_left
+            else None,
+            uniform_left=draw_uniform((n_left,), generator, device) if remasking == "random" and n_left else None,
+        )
 
     with eval_mode(model):
         for b in range(plan.num_blocks):
@@ -295,20 +335,29 @@ def generate(
             for i in range(plan.steps_per_block):
                 block = canvas[:, start:end]  # [B, K] (view)
                 masked = block == mask_id  # [B, K]
-                rows, cols = masked.nonzero(as_tuple=True)  # [N] each: the still-masked block positions
-                if rows.numel() == 0 and vocab is not None:
-                    # nothing left to decode in this block (steps_per_block > masks): the step changes nothing,
-                    # so skip the forward and only consume the documented random draws
-                    if temperature > 0:
-                        draw_gumbel((B, K, vocab), generator, device)
-                    if remasking == "random":
-                        draw_uniform((B, K), generator, device)
+                # the decoding window [lo, end): the block, widened to the first earlier generated position still
+                # holding [M] when those are re-decoded (off = leftover columns in front of the block)
+                lo = start
+                if redecode_earlier_masks and b > 0:
+                    earlier = (canvas[:, P:start] == mask_id).any(dim=0)  # [start - P]
+                    if bool(earlier.any()):
+                        lo = P + int(earlier.long().argmax())
+                off = start - lo
+                window = canvas[:, lo:end]  # [B, W = off + K] (view)
+                open_ = window == mask_id  # [B, W]: leftovers (columns < off) and the block's masks
+                rows, cols = open_.nonzero(as_tuple=True)  # [N] each, row-major: a row's leftovers, then its block
+                left = cols < off  # [N] leftover positions
+                n_left = int(left.sum())
+                if not bool(masked.any()) and vocab is not None:
+                    # nothing left to decode in this block (steps_per_block > masks): every remaining transfer
+                    # count is 0, so the step changes nothing; skip the forward, only consume the random draws
+                    step_draws(n_left, vocab)
                     continue
                 logits = _block_logits(
                     model,
                     canvas,
                     groups,
-                    start,
+                    lo,
                     end,
                     rows,
                     cols,
@@ -319,21 +368,31 @@ def generate(
                     mask_id=mask_id,
                 )  # [N, V]
                 vocab = logits.shape[-1]
-                if temperature > 0:
+                draws = step_draws(n_left, vocab)
+                if draws.gumbel is not None:
                     # the documented draw is for the whole block [B, K, V]; only masked positions use it
-                    gumbel = draw_gumbel((B, K, vocab), generator, device)  # [B, K, V] fp64
-                    proposal = (logits.double() / temperature + gumbel[rows, cols]).argmax(dim=-1)  # [N]
+                    if n_left:
+                        noise = torch.empty((rows.shape[0], vocab), dtype=draws.gumbel.dtype, device=device)  # [N, V]
+                        noise[~left] = draws.gumbel[rows[~left], cols[~left] - off]
+                        noise[left] = draws.gumbel_left
+                    else:
+                        noise = draws.gumbel[rows, cols]  # [N, V]
+                    proposal = gumbel_max(logits, noise, temperature)  # [N]
                 else:
                     proposal = logits.argmax(dim=-1)  # [N]
-                if remasking == "low_confidence":
+                if draws.uniform is None:  # low_confidence
                     probs = workspace.softmax(logits)  # [N, V]
-                    confidence = torch.full((B, K), float("-inf"), dtype=probs.dtype, device=device)  # [B, K]
+                    confidence = torch.full(open_.shape, float("-inf"), dtype=probs.dtype, device=device)  # [B, W]
                     confidence[rows, cols] = probs.gather(-1, proposal[:, None]).squeeze(-1)
                 else:
-                    confidence = draw_uniform((B, K), generator, device)  # [B, K]
-                    confidence = confidence.masked_fill(~masked, float("-inf"))
-                chosen = top_k_per_row(confidence, schedule[:, i]) & masked  # [B, K]
-                proposed = block.clone()  # [B, K]
+                    confidence = draws.uniform.masked_fill(~masked, float("-inf"))  # [B, K]
+                    if off:
+                        wide = torch.full(open_.shape, float("-inf"), dtype=confidence.dtype, device=device)
+                        wide[:, off:] = confidence
+                        wide[rows[left], cols[left]] = draws.uniform_left
+                        confidence = wide  # [B, W]
+                chosen = top_k_per_row(confidence, schedule[:, i]) & open_  # [B, W]
+                proposed = window.clone()  # [B, W]
                 proposed[rows, cols] = proposal
-                canvas[:, start:end] = torch.where(chosen, proposed, block)
+                canvas[:, lo:end] = torch.where(chosen, proposed, window)
     return canvas
