@@ -27,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
     from spg_lib.tasks.evaluate import evaluate
 
     metrics = evaluate(load_tree(args).evaluate)
-    print(json.dumps(metrics))
+    print(json.dumps(metrics.as_dict()))
     return 0

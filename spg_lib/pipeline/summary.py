@@ -2,7 +2,8 @@
 
 Inputs are files the earlier stages wrote (so DVC tracks them as deps):
 
-* ``base`` / ``trained``: ``metrics.json`` of ``spg evaluate`` (same task, test split and protocol);
+* ``base`` / ``trained``: ``metrics.json`` of ``spg evaluate`` (`spg_lib.tasks.metrics.EvalMetrics`), which
+  must share one evaluation protocol (`EvalProtocol`: task, test-data hash, prompt style, decoding, scoring);
 * ``train_log``: the trainer's ``metrics.jsonl`` (one row per optimizer step, ``reward/mean`` on rollout steps);
 * ``timings``: JSON files with a ``wall_time_s`` key (one per stage).
 
@@ -22,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from spg_lib.tasks.io import atomic_write, atomic_write_json, read_table
+from spg_lib.tasks.metrics import read_metrics
 
 __all__ = ["ProtocolMismatchError", "accuracy_by_length", "format_table", "report", "reward_curve", "summarize"]
-
-PROTOCOL_KEYS = ("task", "mode", "prompt_style", "n", "gen_length", "steps", "block_length")
-
 
 class ProtocolMismatchError(ValueError):
     """Base and trained evaluations used different protocols, so their accuracies don't compare."""
@@ -85,16 +84,15 @@ def summarize(base: str | Path, trained: str | Path, train_log: str | Path, out_
     """Compare the two evaluations and the training curve; write summary.json + plot CSVs into ``out_dir``.
 
     ``reward_first``/``reward_last`` average the first/last ``window`` rollout rewards.
-    Raises ProtocolMismatchError when the evaluations differ in any of PROTOCOL_KEYS.
+    Raises:
+        ProtocolMismatchError: the evaluations ran different protocols (the message lists the differences).
+        MetricsError: a metrics file is missing or does not follow the schema (one line naming file and field).
     """
-    b, t = _read_json(base, "base evaluation"), _read_json(trained, "trained evaluation")
-    for key in ("accuracy", "task"):
-        for path, m in ((base, b), (trained, t)):
-            if key not in m:
-                raise ValueError(f"{path}: missing field {key!r}")
-    differ = [k for k in PROTOCOL_KEYS if b.get(k) != t.get(k)]
+    b, t = read_metrics(base), read_metrics(trained)
+    differ = b.protocol.differences(t.protocol)
     if differ:
-        raise ProtocolMismatchError(f"{base} vs {trained}: evaluation protocols differ in {differ}")
+        detail = ", ".join(f"{k}: {x!r} (base) vs {y!r} (trained)" for k, (x, y) in differ.items())
+        raise ProtocolMismatchError(f"{base} vs {trained}: evaluation protocols differ in {detail}")
     log_rows = _jsonl_rows(train_log)  # read once: the curve and the last step
     curve = reward_curve(log_rows)
     first = curve[:window]
@@ -104,20 +102,20 @@ def summarize(base: str | Path, trained: str | Path, train_log: str | Path, out_
     wall = 0.0
     for path in timings:
         wall += float(_read_json(path, "stage timing").get("wall_time_s", 0.0))
-    wall += float(b.get("wall_time_s", 0.0)) + float(t.get("wall_time_s", 0.0))
+    wall += b.wall_time_s + t.wall_time_s
     summary = {
-        "task": t["task"],
-        "base_accuracy": float(b["accuracy"]),
-        "trained_accuracy": float(t["accuracy"]),
-        "accuracy_gain": float(t["accuracy"]) - float(b["accuracy"]),
-        "base_exact_match": b.get("exact_match"),
-        "trained_exact_match": t.get("exact_match"),
+        "task": t.protocol.task,
+        "base_accuracy": b.accuracy,
+        "trained_accuracy": t.accuracy,
+        "accuracy_gain": t.accuracy - b.accuracy,
+        "base_exact_match": b.exact_match,
+        "trained_exact_match": t.exact_match,
         "reward_first": reward_first,
         "reward_last": reward_last,
         "reward_gain": reward_last - reward_first,
         "train_steps": max((int(r.get("step", 0)) for r in log_rows), default=0),
         "wall_time_s": wall,
-        "protocol": {k: t.get(k) for k in PROTOCOL_KEYS},
+        "protocol": t.protocol.as_dict(),
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

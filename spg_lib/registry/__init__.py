@@ -2,7 +2,8 @@
 
 Modules:
   register  `register_model` (validate -> log pyfunc model + card + lineage -> register -> aliases),
-            `read_eval_metrics`, `inspect_model_dir`, `protocol_of`, `download_model`, `RegistryInputError`
+            `read_eval_metrics`, `inspect_model_dir`, `champion_decision`, `download_model`, `RegistryInputError`
+  store     `get_or_create_experiment`, `using_tracking_uri` (MLflow helpers the training logger shares)
   pyfunc    `SPGDiffusionModel` (the MLflow pyfunc wrapper: load checkpoint or LoRA adapter + base, generate)
   lineage   git commit, dvc.lock hashes, flattened params.yaml, MLflow-safe keys (no MLflow import)
 

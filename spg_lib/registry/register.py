@@ -4,16 +4,17 @@
 
 1. validates the inputs (before any MLflow call): the model directory (a full Hugging Face checkpoint with
    config.json, or a LoRA adapter with adapter_config.json + a base model reference), the evaluation metrics JSON
-   written by `spg evaluate` (task, mode, n, accuracy in %, gen_length, steps, block_length; data optional), the
+   written by `spg evaluate` (`spg_lib.tasks.metrics.EvalMetrics`: its protocol, accuracy in %, ...), the
    optional params.yaml and dvc.lock;
 2. opens an MLflow run (experiment "spg-models" by default) and logs: the evaluation metrics, the flattened params,
    lineage tags, the metrics file and the model card README.md, and the model as an MLflow pyfunc model
    (`spg_lib.registry.pyfunc.SPGDiffusionModel`: checkpoint or adapter, tokenizer, generation config, card);
 3. registers a new version of `name` (tags below, description = the model card) and sets alias ``candidate`` on it;
 4. moves alias ``champion`` to it only if its accuracy is strictly higher than the current champion's *under the
-   same evaluation protocol* (`PROTOCOL_KEYS`: task, mode, gen_length, steps, block_length, temperature, data, n).
-   No champion yet: it becomes champion. Champion evaluated under another protocol: no comparison, champion left
-   unchanged, and the decision says why. The decision is stored in the version tag ``champion_decision``.
+   same evaluation protocol* (`spg_lib.tasks.metrics.EvalProtocol`: task, test-data hash, n, prompt style,
+   scoring mode, gen_length, block_length, steps, temperature, remasking). No champion yet: it becomes champion.
+   Champion evaluated under another protocol: no comparison, champion left unchanged, and the decision says why.
+   The decision is stored in the version tag ``champion_decision``.
 
 Version tags: ``eval.<key>`` for each protocol key and ``eval.accuracy``, ``eval.protocol`` (canonical JSON),
 ``git.commit`` (``git rev-parse HEAD`` in the working directory, "unknown" outside a repository), ``git.dirty``,
@@ -39,13 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from spg_lib.registry.lineage import dvc_lock_hashes, flat_params, git_commit, git_dirty, safe_key
+from spg_lib.registry.store import get_or_create_experiment, using_tracking_uri
+from spg_lib.tasks.metrics import PROTOCOL_KEYS, EvalMetrics, EvalProtocol, MetricsError, read_metrics
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 DEFAULT_EXPERIMENT = "spg-models"
-PROTOCOL_KEYS = ("task", "mode", "gen_length", "steps", "block_length", "temperature", "data", "n")
-_REQUIRED_METRICS = {"task": str, "mode": str, "n": int, "accuracy": float, "gen_length": int, "steps": int,
-                     "block_length": int}
 _MAX_TAG_VALUE = 5000
 
 
@@ -79,37 +79,12 @@ class Registration:
 # ----------------------------------------------------------------------------------------------- input checks
 
 
-def read_eval_metrics(path: str | Path) -> dict[str, Any]:
-    """The metrics JSON of `spg evaluate`, checked: required fields present with the right types, accuracy finite
-    and within [0, 100]."""
-    path = Path(path)
-    if not path.is_file():
-        raise RegistryInputError(f"metrics file {path} does not exist" if not path.exists()
-                                 else f"metrics file {path} is not a file")
+def read_eval_metrics(path: str | Path) -> EvalMetrics:
+    """The metrics JSON of `spg evaluate`, checked against its schema (`spg_lib.tasks.metrics.read_metrics`)."""
     try:
-        metrics = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RegistryInputError(f"metrics file {path}: not valid JSON ({exc})") from exc
-    if not isinstance(metrics, dict):
-        raise RegistryInputError(f"metrics file {path}: expected a JSON object")
-    for field, kind in _REQUIRED_METRICS.items():
-        if field not in metrics:
-            raise RegistryInputError(f"metrics file {path}: missing required field {field!r} "
-                                     f"(expected the metrics.json written by `spg evaluate`)")
-        value = metrics[field]
-        ok = (isinstance(value, str) and value != "") if kind is str else (
-            isinstance(value, int | float) and not isinstance(value, bool)
-            and (kind is float or float(value).is_integer()))
-        if not ok:
-            raise RegistryInputError(f"metrics file {path}: field {field!r} must be "
-                                     f"{'a non-empty string' if kind is str else 'a number'}, got {value!r}")
-    acc = float(metrics["accuracy"])
-    if not math.isfinite(acc) or not 0.0 <= acc <= 100.0:
-        raise RegistryInputError(f"metrics file {path}: field 'accuracy' must be a percentage in [0, 100], "
-                                 f"got {metrics['accuracy']!r}")
-    if "temperature" in metrics and not isinstance(metrics["temperature"], int | float):
-        raise RegistryInputError(f"metrics file {path}: field 'temperature' must be a number")
-    return metrics
+        return read_metrics(path)
+    except MetricsError as exc:
+        raise RegistryInputError(str(exc)) from None
 
 
 def inspect_model_dir(path: str | Path, base_model: str | None = None) -> ModelSource:
@@ -140,20 +115,11 @@ def inspect_model_dir(path: str | Path, base_model: str | None = None) -> ModelS
     return ModelSource(path.resolve(), "full", base_model)
 
 
-def protocol_of(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The evaluation protocol: what must match for two accuracies to be comparable."""
-    proto = {k: metrics.get(k) for k in PROTOCOL_KEYS}
-    proto["temperature"] = float(metrics.get("temperature", 0.0))
-    for k in ("gen_length", "steps", "block_length", "n"):
-        proto[k] = int(proto[k])
-    proto["data"] = None if metrics.get("data") is None else str(metrics["data"])
-    return proto
-
-
-def generation_config_of(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"gen_length": int(metrics["gen_length"]), "steps": int(metrics["steps"]),
-            "block_length": int(metrics["block_length"]), "temperature": float(metrics.get("temperature", 0.0)),
-            "remasking": str(metrics.get("remasking", "low_confidence"))}
+def generation_config_of(metrics: EvalMetrics) -> dict[str, Any]:
+    """The decoding settings the evaluation used: the defaults of the logged pyfunc model."""
+    p = metrics.protocol
+    return {"gen_length": p.gen_length, "steps": p.steps, "block_length": p.block_length,
+            "temperature": p.temperature, "remasking": p.remasking}
 
 
 def default_tracking_uri(cwd: str | Path | None = None) -> str:
@@ -179,10 +145,10 @@ def local_artifact_root(uri: str, cwd: str | Path | None = None) -> Path | None:
 # ----------------------------------------------------------------------------------------------- model card
 
 
-def model_card(name: str, source: ModelSource, metrics: dict[str, Any], generation: dict[str, Any],
+def model_card(name: str, source: ModelSource, metrics: EvalMetrics, generation: dict[str, Any],
                lineage: dict[str, str]) -> str:
-    rows = [f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if not isinstance(v, dict | list)]
-    proto = protocol_of(metrics)
+    rows = [f"| {k} | {_fmt(v)} |" for k, v in metrics.as_dict().items() if not isinstance(v, dict | list)]
+    proto = metrics.protocol.as_dict()
     lines = [
         f"# {name}",
         "",
@@ -192,7 +158,7 @@ def model_card(name: str, source: ModelSource, metrics: dict[str, Any], generati
         f"- source: `{source.path}`",
         f"- git commit: `{lineage.get('git.commit', 'unknown')}`",
         "",
-        f"## Evaluation: {metrics['task']} — accuracy {float(metrics['accuracy']):.2f} %",
+        f"## Evaluation: {metrics.protocol.task} — accuracy {metrics.accuracy:.2f} %",
         "",
         "| metric | value |",
         "|---|---|",
@@ -235,8 +201,7 @@ class PreparedRegistration:
 
     source: ModelSource
     metrics_file: Path
-    metrics: dict[str, Any]
-    protocol: dict[str, Any]
+    metrics: EvalMetrics
     generation: dict[str, Any]
     lineage: dict[str, str]
     params: dict[str, str]
@@ -272,13 +237,13 @@ def prepare_registration(model_dir: str | Path, metrics_file: str | Path, name: 
         except ValueError as exc:
             raise RegistryInputError(str(exc)) from exc
 
-    protocol = protocol_of(metrics)
+    protocol = metrics.protocol.as_dict()
     generation = generation_config_of(metrics)
     dirty = git_dirty(cwd)
     lineage = {"git.commit": git_commit(cwd), "git.dirty": "unknown" if dirty is None else str(dirty).lower()}
     tags: dict[str, str] = {
         **{f"eval.{k}": "null" if v is None else str(v) for k, v in protocol.items()},
-        "eval.accuracy": repr(float(metrics["accuracy"])),
+        "eval.accuracy": repr(metrics.accuracy),
         "eval.protocol": json.dumps(protocol, sort_keys=True),
         **lineage,
         **{f"dvc.{k}": v for k, v in dvc.items()},
@@ -290,7 +255,7 @@ def prepare_registration(model_dir: str | Path, metrics_file: str | Path, name: 
     if source.base_model:
         tags["model.base"] = source.base_model
     tags = {safe_key(k): str(v)[:_MAX_TAG_VALUE] for k, v in tags.items()}
-    return PreparedRegistration(source=source, metrics_file=Path(metrics_file), metrics=metrics, protocol=protocol,
+    return PreparedRegistration(source=source, metrics_file=Path(metrics_file), metrics=metrics,
                                 generation=generation, lineage=lineage, params=params, tags=tags,
                                 card=model_card(name, source, metrics, generation, lineage))
 
@@ -308,16 +273,13 @@ def register_model(model_dir: str | Path, metrics_file: str | Path, name: str, *
                                 dvc_lock=dvc_lock, cwd=cwd)
     uri = tracking_uri or default_tracking_uri(cwd)
     local_artifacts = local_artifact_root(uri, cwd)
-    with _using_tracking_uri(uri):
+    with using_tracking_uri(uri):
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        from spg_lib.training.tracking import _get_or_create_experiment
-
         client = MlflowClient(tracking_uri=uri)
-        if local_artifacts is not None and client.get_experiment_by_name(experiment) is None:
-            client.create_experiment(experiment, artifact_location=local_artifacts.as_uri())
-        experiment_id = _get_or_create_experiment(client, experiment)
+        experiment_id = get_or_create_experiment(
+            client, experiment, artifact_location=local_artifacts.as_uri() if local_artifacts is not None else None)
 
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{name}") as run:
             run_id = run.info.run_id
@@ -328,8 +290,8 @@ def register_model(model_dir: str | Path, metrics_file: str | Path, name: str, *
         version = str(mlflow.register_model(logged_uri, name, tags=prep.tags).version)
         client.update_model_version(name, version, description=prep.card)
         client.set_registered_model_alias(name, CANDIDATE, version)
-        accuracy = float(prep.metrics["accuracy"])
-        is_champion, decision = _champion_decision(client, name, version, prep.protocol, accuracy)
+        accuracy = prep.metrics.accuracy
+        is_champion, decision = _champion_decision(client, name, version, prep.metrics.protocol, accuracy)
         if is_champion:
             client.set_registered_model_alias(name, CHAMPION, version)
         client.set_model_version_tag(name, version, "champion_decision", decision[:_MAX_TAG_VALUE])
@@ -340,26 +302,12 @@ def register_model(model_dir: str | Path, metrics_file: str | Path, name: str, *
                         champion=is_champion, champion_decision=decision)
 
 
-@contextlib.contextmanager
-def _using_tracking_uri(uri: str):
-    """Point MLflow's global (fluent) tracking URI at `uri` for the block, then restore the caller's setting."""
-    import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils  # private: the unresolved setting
-
-    previous = getattr(tracking_utils, "_tracking_uri", None)
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        tracking_utils.set_tracking_uri(previous)
-
-
 def _log_run(prep: PreparedRegistration, name: str) -> str:
     """Into the active run: tags, params, evaluation metrics, card, metrics file, the pyfunc model. Returns the
     logged model's URI."""
     import mlflow
 
-    metrics = {k: float(v) for k, v in prep.metrics.items()
+    metrics = {k: float(v) for k, v in prep.metrics.as_dict().items()
                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))}
     mlflow.set_tags({"mlflow.source.git.commit": prep.lineage["git.commit"], "spg.registered_model": name,
                      **{k: v for k, v in prep.tags.items() if not k.startswith("params.")}})
@@ -372,11 +320,10 @@ def _log_run(prep: PreparedRegistration, name: str) -> str:
         (tmp_path / "README.md").write_text(prep.card)
         (tmp_path / "generation_config.json").write_text(json.dumps(prep.generation, indent=2))
         mlflow.log_artifact(str(tmp_path / "README.md"))
-        return _log_pyfunc(prep.source, tmp_path, prep.generation, prep.protocol, prep.metrics).model_uri
+        return _log_pyfunc(prep.source, tmp_path, prep.generation, prep.metrics).model_uri
 
 
-def _log_pyfunc(source: ModelSource, tmp_path: Path, generation: dict[str, Any], protocol: dict[str, Any],
-                metrics: dict[str, Any]):
+def _log_pyfunc(source: ModelSource, tmp_path: Path, generation: dict[str, Any], metrics: EvalMetrics):
     import mlflow.pyfunc
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
@@ -407,8 +354,8 @@ def _log_pyfunc(source: ModelSource, tmp_path: Path, generation: dict[str, Any],
             model_config=model_config,
             signature=signature,
             pip_requirements=_pip_requirements(source.kind == "lora"),
-            metadata={"spg": {"generation_config": generation, "protocol": protocol,
-                              "accuracy": float(metrics["accuracy"]), "kind": source.kind,
+            metadata={"spg": {"generation_config": generation, "protocol": metrics.protocol.as_dict(),
+                              "accuracy": metrics.accuracy, "kind": source.kind,
                               "base_model": source.base_model}},
         )
 
@@ -427,7 +374,7 @@ def _pip_requirements(lora: bool) -> list[str]:
     return reqs
 
 
-def _champion_decision(client, name: str, version: str, protocol: dict[str, Any],
+def _champion_decision(client, name: str, version: str, protocol: EvalProtocol,
                        accuracy: float) -> tuple[bool, str]:
     from mlflow.exceptions import MlflowException
 
@@ -439,22 +386,27 @@ def _champion_decision(client, name: str, version: str, protocol: dict[str, Any]
         return True, f"{name} v{version} is already the champion"
     cur_tags = current.tags or {}
     try:
-        cur_protocol = json.loads(cur_tags.get("eval.protocol", ""))
+        cur_protocol = EvalProtocol.from_dict(json.loads(cur_tags.get("eval.protocol", "")), "champion")
         cur_acc = float(cur_tags["eval.accuracy"])
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):  # MetricsError is a ValueError
         return False, (f"{name} v{version}: champion v{current.version} has no recorded evaluation protocol / "
-                       f"accuracy; not compared, champion unchanged")
-    if cur_protocol != protocol:
-        diff = ", ".join(f"{k}: {cur_protocol.get(k)!r} (champion) vs {protocol.get(k)!r}"
-                         for k in sorted(set(cur_protocol) | set(protocol))
-                         if cur_protocol.get(k) != protocol.get(k))
-        return False, (f"{name} v{version}: evaluation protocol differs from champion v{current.version} "
-                       f"({diff}); accuracies not comparable, champion unchanged")
-    if accuracy > cur_acc:
-        return True, (f"{name} v{version}: accuracy {accuracy:.2f} beats champion v{current.version} "
-                      f"({cur_acc:.2f}) -> champion")
-    return False, (f"{name} v{version}: accuracy {accuracy:.2f} does not beat champion v{current.version} "
-                   f"({cur_acc:.2f}); champion unchanged")
+                       f"accuracy of this schema; not compared, champion unchanged")
+    return champion_decision(name, version, protocol, accuracy, current.version, cur_protocol, cur_acc)
+
+
+def champion_decision(name: str, version: str, protocol: EvalProtocol, accuracy: float, champion_version: str,
+                      champion_protocol: EvalProtocol, champion_accuracy: float) -> tuple[bool, str]:
+    """(becomes champion?, the decision text): only under an identical protocol, and only when strictly better."""
+    cur = f"champion v{champion_version}"
+    diff = champion_protocol.differences(protocol)
+    if diff:
+        detail = ", ".join(f"{k}: {a!r} (champion) vs {b!r}" for k, (a, b) in diff.items())
+        return False, (f"{name} v{version}: evaluation protocol differs from {cur} ({detail}); accuracies not "
+                       f"comparable, champion unchanged")
+    if accuracy > champion_accuracy:
+        return True, f"{name} v{version}: accuracy {accuracy:.2f} beats {cur} ({champion_accuracy:.2f}) -> champion"
+    return False, (f"{name} v{version}: accuracy {accuracy:.2f} does not beat {cur} ({champion_accuracy:.2f}); "
+                   f"champion unchanged")
 
 
 def download_model(model_uri: str, dst: str | Path, tracking_uri: str | None = None) -> Path:
@@ -465,7 +417,7 @@ def download_model(model_uri: str, dst: str | Path, tracking_uri: str | None = N
     import mlflow.artifacts
 
     # MLflow 3.17 resolves models:/ URIs with the *global* registry client whatever tracking_uri says: set it too
-    scope = _using_tracking_uri(tracking_uri) if tracking_uri else contextlib.nullcontext()
+    scope = using_tracking_uri(tracking_uri) if tracking_uri else contextlib.nullcontext()
     with scope:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst),
                                                          tracking_uri=tracking_uri))

@@ -205,6 +205,14 @@ class CountdownTask(Task):
     def eval_prompt(self, example: Mapping[str, Any]) -> str:
         return COUNTDOWN_EVAL_PROMPT + "\n\n" + self.question(example)
 
+    def compact_prompt(self, example: Mapping[str, Any]) -> str:
+        return f"Numbers {' '.join(map(str, example['numbers']))} target {example['target']}"
+
+    def sft_response(self, example: Mapping[str, Any]) -> str:
+        if "solution" not in example:
+            raise ValueError("countdown SFT needs examples with a 'solution' expression (use generated problems)")
+        return f"<answer>{example['solution']}</answer>"
+
     def reward_functions(self, mode: str = "fixed") -> tuple[RewardFn, ...]:
         m = check_mode(mode)
         return (RewardFn("countdown", lambda c, **kw: countdown_reward(c, **{**kw, "mode": m})),)

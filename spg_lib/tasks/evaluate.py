@@ -4,7 +4,9 @@ Pipeline: examples → evaluation prompt → chat template (generation prompt) +
 prefill → tokenise → batches of similar length (longest first), left-padded with an attention
 mask (§10 item 13: the official eval passed none) → `spg_lib.decoding.generate` (temperature 0,
 low-confidence remasking) → decode the last ``gen_length`` tokens with special tokens kept →
-`Task.score` → ``generations.jsonl`` + ``metrics.json`` written atomically.
+`Task.score` → ``generations.jsonl`` + ``metrics.json`` (`spg_lib.tasks.metrics.EvalMetrics`) written
+atomically. Greedy by default (temperature 0); a temperature > 0 or random remasking draws from a
+``torch.Generator`` seeded with ``seed``.
 
 Note: the official eval sets ``steps = gen_length / 2`` whatever the CLI says; here `steps` is
 used as given (pass gen_length/2 to reproduce).
@@ -19,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from spg_lib.config import param
-from spg_lib.tasks.base import Mode, PromptStyle
+from spg_lib.tasks.base import Mode, PromptStyle, check_mode, check_prompt_style
 from spg_lib.tasks.io import atomic_write_json, atomic_write_jsonl
+from spg_lib.tasks.metrics import REMASKING, EvalMetrics, EvalProtocol, Remasking, examples_hash
 from spg_lib.tasks.prompts import EVAL_REASONING_PREFILL
 from spg_lib.tasks.registry import get_task
 
@@ -29,38 +32,59 @@ __all__ = ["EvalConfig", "build_prompt", "encode_prompts", "evaluate", "evaluate
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """Settings of one evaluation run (defaults = the paper's 256-token setting); section ``evaluate``."""
+    """Settings of one evaluation run: the ``evaluate:`` section (defaults = the paper's 256-token setting)."""
 
-    model: str | None = param(None, "checkpoint directory, hub id or builtin:tiny (required to evaluate)")
-    task: str = param("sudoku", "task name (gsm8k | math500 | countdown | sudoku, or one a plugin registers)")
-    out_dir: str | None = param(None, "writes generations.jsonl and metrics.json here (required to evaluate)")
+    model: str | None = param(None, "checkpoint to evaluate: directory, file://, hub id, models:/ or builtin:tiny "
+                                    "(required)")
+    task: str | None = param(None, "task name: gsm8k | math500 | countdown | sudoku, or one a plugin registers "
+                                   "(required)")
+    out_dir: str | None = param(None, "output directory: generations.jsonl + metrics.json (required)")
     data: str | None = param(None, "test split source: path, s3:// or hub id (None: the task's default)")
-    gen_length: int = param(256, "tokens generated (the paper: 128 / 256 / 512)")
-    steps: int = param(128, "denoising steps (the official eval: gen_length / 2)")
-    block_length: int = param(32, "decoding block length")
-    batch_size: int = param(8, "rows per generation call")
-    limit: int | None = param(None, "only the first N test examples")
-    mode: Mode = param("fixed", "answer parsing: fixed (corrected) | faithful (the official parsers' quirks)")
-    prompt_style: PromptStyle = param("paper", "paper (the official evaluation prompts) | compact (the task's short "
-                                               "prompts for tiny models)")
-    device: str | None = param(None, "cuda / cpu (None: cuda if available)")
+    gen_length: int = param(256, "tokens generated per example")
+    steps: int = param(128, "denoising steps for the whole completion (the official eval: gen_length / 2)")
+    block_length: int = param(32, "semi-autoregressive block length")
+    temperature: float = param(0.0, "Gumbel-max sampling temperature (0: greedy, the paper's evaluation)")
+    remasking: Remasking = param("low_confidence", "which masked positions are decoded first: low_confidence "
+                                                   "(the most confident) | random")
+    seed: int = param(0, "seed of the sampling noise (used only with temperature > 0 or remasking random)")
+    batch_size: int = param(8, "prompts per generation call")
+    limit: int | None = param(None, "evaluate only the first N test examples (None: all)")
+    mode: Mode = param("fixed", "scoring: fixed (defects of the official parsers corrected) | faithful")
+    prompt_style: PromptStyle = param("paper", "paper (the task's evaluation prompt, <reasoning> prefill) | "
+                                               "compact (the short prompts of tiny CPU models)")
+    device: str | None = param(None, "cuda | cpu (None: cuda if available)")
     dtype: str | None = param(None, "model dtype (None: bfloat16 on GPU, float32 on CPU)")
-    add_special_tokens: bool = param(True, "tokenise the templated prompt with the tokenizer's default special "
-                                           "tokens (as the official eval does)")
-    progress: bool = param(True, "progress: a bar on a terminal, a line every few batches otherwise")
+    add_special_tokens: bool = param(True, "tokenise paper prompts with the tokenizer's special tokens, as the "
+                                           "official eval does")
+    progress: bool = param(True, "show progress while generating")
 
     def __post_init__(self) -> None:
         for name in ("gen_length", "steps", "block_length", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+                raise ValueError(f"evaluate.{name} must be a positive int, got {value!r}")
         if self.gen_length % self.block_length:
-            raise ValueError(f"gen_length ({self.gen_length}) must be a multiple of block_length ({self.block_length})")
+            raise ValueError(f"evaluate.gen_length ({self.gen_length}) must be a multiple of block_length "
+                             f"({self.block_length})")
         n_blocks = self.gen_length // self.block_length
         if self.steps % n_blocks:
-            raise ValueError(f"steps ({self.steps}) must be a multiple of the number of blocks ({n_blocks})")
+            raise ValueError(f"evaluate.steps ({self.steps}) must be a multiple of the number of blocks ({n_blocks})")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
+            raise ValueError(f"evaluate.limit must be >= 1, got {self.limit}")
+        if self.temperature < 0:
+            raise ValueError(f"evaluate.temperature must be >= 0, got {self.temperature}")
+        if self.remasking not in REMASKING:
+            raise ValueError(f"evaluate.remasking must be one of {', '.join(REMASKING)}; got {self.remasking!r}")
+        check_mode(self.mode)
+        check_prompt_style(self.prompt_style, "evaluate.prompt_style")
+
+    def require(self) -> tuple[str, str, str]:
+        """(model, task, out_dir), which have no default; ValueError naming the first one missing."""
+        for name, what in (("model", "the checkpoint to evaluate"), ("task", "the task name"),
+                           ("out_dir", "where generations.jsonl and metrics.json go")):
+            if getattr(self, name) is None:
+                raise ValueError(f"evaluate.{name} is required ({what})")
+        return self.model, self.task, self.out_dir  # type: ignore[return-value]
 
 
 def build_prompt(tokenizer: Any, content: str) -> str:
@@ -80,46 +104,50 @@ def _resolve_device(device: str | None):
 
 def encode_prompts(tokenizer: Any, task: Any, examples: list[dict], prompt_style: str = "paper",
                    add_special_tokens: bool = True) -> list[list[int]]:
-    """Token ids of each example's evaluation prompt.
+    """Token ids of each example's evaluation prompt (`Task.prompt` with ``evaluation=True``).
 
     ``paper``: the task's evaluation prompt, chat template, ``<reasoning>`` prefill, tokenizer special tokens
-    as the official eval. ``compact``: the short training prompt of tiny CPU models, chat template only,
-    tokenised exactly as in training (no extra special tokens).
+    as the official eval. ``compact``: the task's compact prompt, chat template only, tokenised exactly as in
+    training (no extra special tokens).
     """
+    texts = [task.prompt(ex, check_prompt_style(prompt_style), evaluation=True) for ex in examples]
     if prompt_style == "compact":
-        from spg_lib.training.prompts import compact_prompt
-
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": compact_prompt(task.name, ex)}],
-                                               add_generation_prompt=True, tokenize=False) for ex in examples]
-        return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    if prompt_style != "paper":
-        raise ValueError(f"prompt_style must be paper or compact, got {prompt_style!r}")
-    texts = [build_prompt(tokenizer, task.eval_prompt(ex)) for ex in examples]
-    return [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
+        templated = [tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True,
+                                                   tokenize=False) for t in texts]
+        return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in templated]
+    return [tokenizer(build_prompt(tokenizer, t), add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
 
 
 def evaluate_model(
     model: Any, tokenizer: Any, task: Any, examples: list[dict], *, gen_length: int = 256, steps: int = 128,
     block_length: int = 32, batch_size: int = 8, mode: str = "fixed", prompt_style: str = "paper",
-    add_special_tokens: bool = True, progress: bool = False,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Greedy block decoding of every example with an in-memory model, then the task's scorer.
+    add_special_tokens: bool = True, temperature: float = 0.0, remasking: str = "low_confidence", seed: int = 0,
+    progress: bool = False,
+) -> tuple[list[dict[str, Any]], EvalMetrics]:
+    """Block decoding of every example with an in-memory model, then the task's scorer.
 
     Returns (records, metrics): one record per example (completion, extraction, correctness) and the
-    aggregate metrics (accuracy in %, completion lengths, wall time, tokens/s). The model's train/eval
+    `EvalMetrics` (protocol, accuracy in %, completion lengths, wall time, tokens/s). The model's train/eval
     mode is restored afterwards, so the trainer can call this before and after training.
+
+    Raises:
+        ValueError: `examples` is empty.
     """
     import torch
     from tqdm.auto import tqdm
 
     from spg_lib.decoding import completion_mask, generate
 
+    if not examples:
+        raise ValueError(f"no {task.name} test examples to evaluate")
     device = next(model.parameters()).device
     config = getattr(model, "config", None)
     mask_id = int(config.mask_token_id) if getattr(config, "mask_token_id", None) is not None \
         else int(tokenizer.mask_token_id)
     eos_id = int(tokenizer.eos_token_id)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(config.pad_token_id)
+    # drawn from only when sampling (temperature > 0) or remasking at random; greedy decoding draws nothing
+    generator = torch.Generator(device=device).manual_seed(seed)
 
     encoded = encode_prompts(tokenizer, task, examples, prompt_style, add_special_tokens)
     # longest first: similar lengths share a batch (less padding), and OOM shows up at once
@@ -144,7 +172,7 @@ def evaluate_model(
                 out = generate(
                     model, ids.to(device), attn.to(device),
                     gen_length=gen_length, block_length=block_length, steps=steps,
-                    mask_id=mask_id, temperature=0.0, remasking="low_confidence",
+                    mask_id=mask_id, temperature=temperature, remasking=remasking, generator=generator,
                 )
                 gen = out[:, -gen_length:].cpu()
                 texts = tokenizer.batch_decode(gen, skip_special_tokens=False)
@@ -174,34 +202,33 @@ def evaluate_model(
             "completion_tokens": n_tok,
         })
     n = len(records)
-    metrics = {
-        "task": task.name,
-        "mode": mode,
-        "prompt_style": prompt_style,
-        "n": n,
-        "accuracy": 100.0 * correct_sum / total_sum if total_sum else 0.0,
-        "exact_match": 100.0 * sum(r["correct"] for r in records) / n if n else 0.0,
-        "mean_completion_tokens": statistics.fmean(lengths) if n else 0.0,
-        "median_completion_tokens": statistics.median(lengths) if n else 0.0,
-        "gen_length": gen_length,
-        "steps": steps,
-        "block_length": block_length,
-        "batch_size": batch_size,
-        "wall_time_s": wall,
-        "tokens_per_s": n * gen_length / wall if wall > 0 else 0.0,
-        "device": str(device),
-    }
+    protocol = EvalProtocol(task=task.name, data_hash=examples_hash(examples), n=n, prompt_style=prompt_style,
+                            mode=mode, gen_length=gen_length, block_length=block_length, steps=steps,
+                            temperature=float(temperature), remasking=remasking)
+    metrics = EvalMetrics(
+        protocol=protocol,
+        accuracy=100.0 * correct_sum / total_sum if total_sum else 0.0,
+        exact_match=100.0 * sum(r["correct"] for r in records) / n,
+        mean_completion_tokens=statistics.fmean(lengths),
+        median_completion_tokens=float(statistics.median(lengths)),
+        batch_size=batch_size,
+        wall_time_s=wall,
+        tokens_per_s=n * gen_length / wall if wall > 0 else 0.0,
+        device=str(device),
+    )
     return records, metrics
 
 
-def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Run the evaluation described by `cfg`; returns the metrics dict (also in metrics.json)."""
+def evaluate(cfg: EvalConfig) -> EvalMetrics:
+    """Run the evaluation described by `cfg`; returns its metrics (also written to ``out_dir/metrics.json``).
+
+    Raises:
+        ValueError: a required setting (model, task, out_dir) is missing, or the test split is empty.
+    """
     from spg_lib.models import load_model, load_tokenizer
 
-    missing = [f"evaluate.{name}" for name in ("model", "out_dir") if getattr(cfg, name) is None]
-    if missing:
-        raise ValueError(f"{' and '.join(missing)} must be set (e.g. --model DIR --out-dir DIR)")
-    task = get_task(cfg.task)
+    model_uri, task_name, out_dir = cfg.require()
+    task = get_task(task_name)
     source = cfg.data or task.default_source("test")
     examples = task.load_split(source, "test")
     if cfg.limit is not None:
@@ -209,15 +236,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     device = _resolve_device(cfg.device)
     dtype = cfg.dtype or ("bfloat16" if device.type == "cuda" else None)
-    model = load_model(cfg.model, dtype=dtype, device=device)
-    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(model_uri, dtype=dtype, device=device)
+    tokenizer = load_tokenizer(model_uri)
     records, metrics = evaluate_model(
         model, tokenizer, task, examples, gen_length=cfg.gen_length, steps=cfg.steps,
         block_length=cfg.block_length, batch_size=cfg.batch_size, mode=cfg.mode, prompt_style=cfg.prompt_style,
-        add_special_tokens=cfg.add_special_tokens, progress=cfg.progress)
-    metrics = {**metrics, "model": cfg.model, "data": source}
-    out = Path(cfg.out_dir)
+        add_special_tokens=cfg.add_special_tokens, temperature=cfg.temperature, remasking=cfg.remasking,
+        seed=cfg.seed, progress=cfg.progress)
+    metrics = dataclasses.replace(metrics, model=model_uri, data=source)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(out / "generations.jsonl", records)
-    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "metrics.json", metrics.as_dict())
     return metrics

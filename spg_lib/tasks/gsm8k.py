@@ -221,6 +221,14 @@ class GSM8KTask(Task):
     def eval_prompt(self, example: Mapping[str, Any]) -> str:
         return GSM8K_EVAL_PROMPT + "\n\n" + example["question"]
 
+    def compact_prompt(self, example: Mapping[str, Any]) -> str:
+        return str(example["question"])
+
+    def sft_response(self, example: Mapping[str, Any]) -> str:
+        """The reference solution's reasoning (before ``####``) and its answer, in the training format."""
+        reasoning = str(example.get("solution", "")).split("####")[0].strip()
+        return f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{example['answer']}\n</answer>"
+
     def reward_functions(self, mode: str = "fixed") -> tuple[RewardFn, ...]:
         m = check_mode(mode)
 

@@ -121,6 +121,9 @@ class MATH500Task(Task):
     def eval_prompt(self, example: Mapping[str, Any]) -> str:
         return MATH500_EVAL_PROMPT + "\n\n" + example["question"]
 
+    def compact_prompt(self, example: Mapping[str, Any]) -> str:
+        return str(example["question"])
+
     def reward_functions(self, mode: str = "fixed") -> tuple[RewardFn, ...]:
         m = check_mode(mode)
         return (

@@ -29,6 +29,7 @@ __all__ = [
     "count_solutions",
     "extract_solution",
     "generate_puzzles",
+    "off_by_one_solution",
     "sudoku_reward",
 ]
 
@@ -165,6 +166,15 @@ def cell_score(candidate: str | None, puzzle: str, solution: str) -> tuple[int, 
     return sum(1 for i in empty if candidate[i] == solution[i]), len(empty)
 
 
+def off_by_one_solution(puzzle: str, solution: str) -> str:
+    """The solved grid with every originally empty cell written 0-based (d → d − 1); givens unchanged.
+
+    The systematic defect of the CPU demonstration's imperfect SFT teacher: the model imitates it although
+    the reward (1-based digits only) never accepts it, so RL has a cheap, verifiable error to remove.
+    """
+    return "".join(s if p != "0" else str(int(s) - 1) for p, s in zip(puzzle, solution, strict=True))
+
+
 def sudoku_reward(completion: str, *, puzzle: str, solution: str, **_: Any) -> float:
     """Fraction of the empty cells that the last ``<answer>`` block fills correctly (§6.4)."""
     block = last_answer_block(completion)
@@ -226,6 +236,7 @@ class SudokuTask(Task):
     name = "sudoku"
     local_files = MappingProxyType({"test": "sudoku_4x4_test_spg.csv"})
     reward_fields = ("puzzle", "solution")
+    teacher_defects = ("off_by_one",)
 
     def normalise(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:
         pk = "Puzzle" if "Puzzle" in row else "puzzle"
@@ -248,6 +259,18 @@ class SudokuTask(Task):
     def eval_prompt(self, example: Mapping[str, Any]) -> str:
         # one more newline before "Answer:" than in training (the eval question ends in "\n")
         return f"{SUDOKU_SYSTEM_PROMPT}\n\n{FEW_SHOT}\n\nQuestion: {self.question(example)}\nAnswer:\n"
+
+    def compact_prompt(self, example: Mapping[str, Any]) -> str:
+        return f"Sudoku {example['puzzle']}"
+
+    def sft_response(self, example: Mapping[str, Any]) -> str:
+        return f"<answer>{example['solution']}</answer>"
+
+    def with_teacher_defect(self, example: Mapping[str, Any], kind: str) -> dict[str, Any]:
+        """``off_by_one``: the teacher writes the cells it filled 0-based (see `off_by_one_solution`)."""
+        if kind != "off_by_one":
+            return super().with_teacher_defect(example, kind)
+        return {**example, "solution": off_by_one_solution(example["puzzle"], example["solution"])}
 
     def reward_functions(self, mode: str = "fixed") -> tuple[RewardFn, ...]:
         check_mode(mode)  # the official reward has no defect to fix: same in both modes

@@ -35,6 +35,8 @@ class SFTRunConfig:
 
     model: str = param("builtin:tiny", "starting checkpoint (dir, file://, hub id, builtin:tiny)")
     task: str = param("sudoku", "task name (or one a plugin registers)")
+    plugins: list[str] = param(help="Python modules imported before the task is looked up (as train.plugins)",
+                               factory=list)
     train_data: str = param("data/sudoku/train.jsonl", "training split source (path, s3://, hub id)")
     n_train: int | None = param(None, "only the first N training examples (None: all)")
     prompt_style: PromptStyle = param("compact", "paper | compact prompts (the task's)")
@@ -84,14 +86,14 @@ def run_sft(cfg: SFTRunConfig, log=print) -> dict[str, Any]:
     from spg_lib.models import load_model, load_tokenizer
     from spg_lib.tasks.registry import get_task
 
+    import_plugins(cfg.plugins, "sft.plugins")
     task = get_task(cfg.task)
     examples = load_examples(task, cfg.train_data, "train", cfg.n_train)
     demos = apply_teacher_defect(task, examples, cfg.teacher_defect, cfg.teacher_defect_fraction, cfg.sft.seed)
-    model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
     prompt = prompt_function(task, cfg.prompt_style)
-    ids, att, resp = build_sft_batch(tokenizer, [prompt(e) for e in examples],
-                                     [task.sft_response(e) for e in demos],
-                                     response_length=cfg.response_length)
+    prompts, responses = [prompt(e) for e in examples], [task.sft_response(e) for e in demos]  # before loading
+    model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
+    ids, att, resp = build_sft_batch(tokenizer, prompts, responses, response_length=cfg.response_length)
     log(f"sft: {len(examples)} examples, sequence length {ids.shape[1]}, {cfg.sft.steps} steps")
     history = train_sft(model, ids, att, resp, int(tokenizer.mask_token_id), cfg.sft,
                         log=lambda row: log(f"  step {row['step']:5d}  loss {row['loss']:.4f}  "
@@ -157,13 +159,13 @@ def load_base_model(cfg: TrainConfig) -> torch.nn.Module:
                       device=f"cuda:{PartialState().local_process_index}")
 
 
-def import_plugins(names: list[str]) -> None:
-    """Import ``train.plugins`` (modules that register extra tasks with ``register_task``)."""
+def import_plugins(names: list[str], field: str = "train.plugins") -> None:
+    """Import the modules listed in `field` (they register extra tasks with ``register_task``)."""
     for name in names:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ValueError(f"train.plugins: cannot import {name!r} ({exc})") from exc
+            raise ValueError(f"{field}: cannot import {name!r} ({exc})") from exc
 
 
 def final_model(trainer, cfg: TrainConfig) -> torch.nn.Module | None:
@@ -200,8 +202,9 @@ def evaluate_for_table(model, tokenizer, task, ev: EvalConfig) -> dict[str, Any]
     examples = load_examples(task, ev.data or task.default_source("test"), "test", ev.limit)
     _, metrics = evaluate_model(
         model, tokenizer, task, examples, gen_length=ev.gen_length, steps=ev.steps, block_length=ev.block_length,
-        batch_size=ev.batch_size, mode=ev.mode, prompt_style=ev.prompt_style)
-    return metrics
+        batch_size=ev.batch_size, mode=ev.mode, prompt_style=ev.prompt_style, temperature=ev.temperature,
+        remasking=ev.remasking, seed=ev.seed, add_special_tokens=ev.add_special_tokens)
+    return metrics.as_dict()
 
 
 def before_after_table(before: dict[str, Any], after: dict[str, Any]) -> str:

@@ -89,12 +89,13 @@ class MetricsLogger:
             from mlflow.tracking import MlflowClient
 
             from spg_lib.registry.lineage import git_commit, safe_key
+            from spg_lib.registry.store import get_or_create_experiment
 
             client = MlflowClient(tracking_uri=uri)
             if run_id:
                 client.update_run(run_id, status="RUNNING")
             else:
-                experiment_id = _get_or_create_experiment(client, experiment)
+                experiment_id = get_or_create_experiment(client, experiment)
                 run_tags = {"mlflow.source.git.commit": git_commit(), **tags}
                 run_id = client.create_run(experiment_id, run_name=run_name, tags=run_tags).info.run_id
                 flat = flatten(params)
@@ -162,18 +163,3 @@ class MetricsLogger:
             except Exception as exc:
                 self._warn(exc)
             self._client = None
-
-
-def _get_or_create_experiment(client, name: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException:  # created concurrently (another rank / process)
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from spg_lib.pipeline.summary import ProtocolMismatchError, accuracy_by_length, report, reward_curve, summarize
+from spg_lib.tasks.metrics import EvalMetrics, EvalProtocol, MetricsError
+
+PROTOCOL = EvalProtocol(task="sudoku", data_hash="ab" * 32, n=4, prompt_style="compact", mode="fixed", gen_length=40,
+                        block_length=8, steps=20, temperature=0.0, remasking="low_confidence")
 
 
-def _metrics(path, accuracy, wall=10.0, **kw):
+def _metrics(path, accuracy, wall=10.0, **protocol):
+    """A metrics.json as `spg evaluate` writes it (protocol fields overridable) and its generations.jsonl."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    m = {"task": "sudoku", "mode": "fixed", "prompt_style": "compact", "n": 4, "gen_length": 40, "steps": 20,
-         "block_length": 8, "accuracy": accuracy, "exact_match": 25.0, "wall_time_s": wall, **kw}
-    path.write_text(json.dumps(m))
+    m = EvalMetrics(protocol=dataclasses.replace(PROTOCOL, **protocol), accuracy=accuracy, exact_match=25.0,
+                    mean_completion_tokens=10.0, median_completion_tokens=9.0, batch_size=4, wall_time_s=wall,
+                    tokens_per_s=16.0, device="cpu", model="runs/x", data="data/sudoku/test.jsonl")
+    path.write_text(json.dumps(m.as_dict()))
     gens = [{"correct": i < 2, "completion_tokens": t} for i, t in enumerate([5, 10, 30, 300])]
     path.with_name("generations.jsonl").write_text("".join(json.dumps(g) + "\n" for g in gens))
     return path
@@ -51,19 +58,30 @@ def test_summary_numbers_and_files(tmp_path):
     assert "30.0" in text and "42.5" in text and "+12.5" in text
 
 
-def test_protocol_mismatch_is_refused(tmp_path):
+@pytest.mark.parametrize(("field", "value"), [
+    ("gen_length", 64), ("prompt_style", "paper"), ("data_hash", "cd" * 32), ("temperature", 0.3),
+    ("remasking", "random"), ("mode", "faithful"), ("steps", 40), ("n", 5),
+])
+def test_protocol_mismatch_is_refused(tmp_path, field, value):
     base = _metrics(tmp_path / "base/metrics.json", 30.0)
-    trained = _metrics(tmp_path / "trained/metrics.json", 40.0, gen_length=64)
+    trained = _metrics(tmp_path / "trained/metrics.json", 40.0, **{field: value})
     log = _log(tmp_path / "metrics.jsonl", [0.1])
-    with pytest.raises(ProtocolMismatchError, match="gen_length"):
+    with pytest.raises(ProtocolMismatchError, match=f"{field}: .* \\(base\\) vs {value!r} \\(trained\\)"):
         summarize(base, trained, log, tmp_path / "out")
     assert not (tmp_path / "out/summary.json").exists()
+
+
+def test_summary_records_the_shared_protocol(tmp_path):
+    base = _metrics(tmp_path / "base/metrics.json", 30.0)
+    trained = _metrics(tmp_path / "trained/metrics.json", 40.0)
+    s = summarize(base, trained, _log(tmp_path / "metrics.jsonl", [0.1]), tmp_path / "out")
+    assert s["protocol"] == PROTOCOL.as_dict()
 
 
 def test_bad_inputs_name_the_file(tmp_path):
     base = _metrics(tmp_path / "base/metrics.json", 30.0)
     log = _log(tmp_path / "metrics.jsonl", [0.1])
-    with pytest.raises(FileNotFoundError, match=r"missing\.json"):
+    with pytest.raises(MetricsError, match=r"missing\.json does not exist"):
         summarize(base, tmp_path / "missing.json", log, tmp_path / "out")
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"step": 1, "reward/mean": 0.5}\n{not json\n')
@@ -71,9 +89,14 @@ def test_bad_inputs_name_the_file(tmp_path):
         reward_curve(broken)
     no_acc = tmp_path / "noacc/metrics.json"
     no_acc.parent.mkdir()
-    no_acc.write_text(json.dumps({"task": "sudoku"}))
-    with pytest.raises(ValueError, match="accuracy"):
+    no_acc.write_text(json.dumps({k: v for k, v in json.loads(base.read_text()).items() if k != "accuracy"}))
+    with pytest.raises(MetricsError, match=f"{no_acc}: missing required field 'accuracy'"):
         summarize(base, no_acc, log, tmp_path / "out")
+    old = tmp_path / "old/metrics.json"  # written before the schema had a version: one clear line, no KeyError
+    old.parent.mkdir()
+    old.write_text(json.dumps({"task": "sudoku", "accuracy": 30.0}))
+    with pytest.raises(MetricsError, match=f"{old}: not a metrics file of `spg evaluate` \\(no 'schema_version'"):
+        summarize(old, base, log, tmp_path / "out")
 
 
 def test_accuracy_by_length_bins(tmp_path):

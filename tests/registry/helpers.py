@@ -9,7 +9,11 @@ from typing import Any
 import torch
 
 from spg_lib.models import build_tiny_tokenizer, init_tiny_model
+from spg_lib.tasks.metrics import PROTOCOL_KEYS, EvalMetrics, EvalProtocol
 
+# the tiny protocol: 8 tokens, 8 steps, one block, greedy, paper prompts, on 4 test examples
+PROTOCOL = EvalProtocol(task="gsm8k", data_hash="5e" * 32, n=4, prompt_style="paper", mode="fixed", gen_length=8,
+                        block_length=8, steps=8, temperature=0.0, remasking="low_confidence")
 PROBE = torch.tensor([[7, 40, 41, 42, 9, 60, 61, 6, 6, 6], [8, 50, 51, 52, 53, 54, 6, 6, 6, 6]])
 
 
@@ -28,11 +32,13 @@ def save_tiny(out: Path, seed: int = 0) -> Path:
 
 
 def write_metrics(path: Path, accuracy: Any = 50.0, drop: tuple[str, ...] = (), **overrides: Any) -> Path:
-    """A metrics.json as `spg evaluate` writes it (tiny protocol: 8 tokens, 8 steps, one block)."""
-    metrics = {"task": "gsm8k", "mode": "fixed", "model": "runs/x/final", "data": "data/gsm8k/test.jsonl", "n": 4,
-               "accuracy": accuracy, "mean_completion_tokens": 6.5, "median_completion_tokens": 6.0,
-               "gen_length": 8, "steps": 8, "block_length": 8, "batch_size": 4, "wall_time_s": 0.5,
-               "tokens_per_s": 64.0, "device": "cpu", **overrides}
+    """A metrics.json as `spg evaluate` writes it (`PROTOCOL`); `overrides` replace fields as written (protocol
+    fields included, so a bad value reaches the file), `drop` removes fields."""
+    good = EvalMetrics(protocol=PROTOCOL, accuracy=50.0, exact_match=50.0, mean_completion_tokens=6.5,
+                       median_completion_tokens=6.0, batch_size=4, wall_time_s=0.5, tokens_per_s=64.0, device="cpu",
+                       model="runs/x/final", data="data/gsm8k/test.jsonl")
+    metrics = {**good.as_dict(), "accuracy": accuracy, **overrides}
+    assert set(overrides) <= set(metrics) | set(PROTOCOL_KEYS), overrides
     for key in drop:
         metrics.pop(key)
     path.write_text(json.dumps(metrics))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from spg_lib.cli import main
 from spg_lib.registry.lineage import dvc_lock_hashes, flat_params, git_commit, safe_key
-from spg_lib.registry.register import local_artifact_root, protocol_of, read_eval_metrics
-from tests.registry.helpers import save_tiny, write_metrics
+from spg_lib.registry.register import champion_decision, local_artifact_root, read_eval_metrics
+from tests.registry.helpers import PROTOCOL, save_tiny, write_metrics
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +40,14 @@ def test_model_dir_without_checkpoint_exit_2(tmp_path, capsys):
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
     ({"drop": ("accuracy",)}, "missing required field 'accuracy'"),
-    ({"accuracy": "high"}, "field 'accuracy' must be a number"),
+    ({"accuracy": "high"}, "field 'accuracy' must be a finite number"),
     ({"accuracy": 140.0}, "field 'accuracy' must be a percentage"),
     ({"drop": ("gen_length",)}, "missing required field 'gen_length'"),
-    ({"steps": 7.5}, "field 'steps' must be a number"),
+    ({"steps": 7.5}, "field 'steps' must be an integer"),
+    ({"prompt_style": "short"}, "field 'prompt_style' must be one of ['paper', 'compact']"),
+    ({"drop": ("data_hash",)}, "missing required field 'data_hash'"),
+    ({"drop": ("schema_version",)}, "not a metrics file of `spg evaluate` (no 'schema_version'"),
+    ({"extra": 1}, "unknown field(s) ['extra']"),
 ])
 def test_bad_metrics_exit_2(model_dir, tmp_path, capsys, kwargs, needle):
     metrics = write_metrics(tmp_path / "metrics.json", **kwargs)
@@ -73,11 +78,23 @@ def test_missing_params_file_exit_2(model_dir, tmp_path, capsys):
     assert rc == 2 and str(tmp_path / "params.yaml") in err
 
 
-def test_protocol_of_normalises_types(tmp_path):
-    metrics = read_eval_metrics(write_metrics(tmp_path / "m.json", gen_length=8.0))
-    proto = protocol_of(metrics)
-    assert proto == {"task": "gsm8k", "mode": "fixed", "gen_length": 8, "steps": 8, "block_length": 8,
-                     "temperature": 0.0, "data": "data/gsm8k/test.jsonl", "n": 4}
+def test_read_eval_metrics_normalises_types(tmp_path):
+    metrics = read_eval_metrics(write_metrics(tmp_path / "m.json", gen_length=8.0, temperature=0))
+    assert metrics.protocol == PROTOCOL
+    assert isinstance(metrics.protocol.gen_length, int) and isinstance(metrics.protocol.temperature, float)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("prompt_style", "compact"), ("data_hash", "0" * 64), ("temperature", 0.3), ("remasking", "random"),
+    ("mode", "faithful"), ("n", 5), ("gen_length", 16), ("block_length", 4), ("steps", 4), ("task", "sudoku"),
+])
+def test_champion_gate_refuses_any_protocol_difference(field, value):
+    other = dataclasses.replace(PROTOCOL, **{field: value})
+    becomes, why = champion_decision("m", "2", other, 99.0, "1", PROTOCOL, 10.0)
+    assert not becomes
+    assert f"protocol differs from champion v1 ({field}: {getattr(PROTOCOL, field)!r} (champion) vs {value!r})" in why
+    assert champion_decision("m", "2", PROTOCOL, 99.0, "1", PROTOCOL, 10.0)[0]  # same protocol: ranked
+    assert not champion_decision("m", "2", PROTOCOL, 10.0, "1", PROTOCOL, 10.0)[0]  # a tie keeps the champion
 
 
 def test_dvc_lock_hashes(tmp_path):

@@ -1,5 +1,6 @@
 """`spg register` with no server: the default local store (sqlite:///./mlruns.db + ./mlartifacts), here with a
-LoRA adapter (registered as adapter + base model reference, loaded back merged through the pyfunc)."""
+LoRA adapter (registered as adapter + base model reference, loaded back merged through the pyfunc), and the
+champion gate refusing to rank evaluations run with different prompt styles."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from spg_lib.cli import main
 from spg_lib.models import init_tiny_model
 from spg_lib.registry.register import download_model
-from tests.registry.helpers import logits, write_metrics
+from tests.registry.helpers import logits, save_tiny, write_metrics
 
 
 def _tiny_lora_adapter(out):
@@ -56,3 +57,27 @@ def test_local_default_store_without_server(tmp_path, monkeypatch, capsys):
     assert adapter_dir.name == "adapter" and (adapter_dir / "adapter_config.json").is_file()
     loaded = mlflow.pyfunc.load_model("models:/tiny-lora@candidate").unwrap_python_model()
     assert torch.allclose(logits(loaded.model), merged, atol=1e-5)
+
+
+def test_champion_gate_refuses_a_comparison_across_prompt_styles(tmp_path, monkeypatch, capsys):
+    """v1 evaluated with compact prompts is champion; v2 scores far higher with the paper prompts, which is
+    another protocol: v2 becomes candidate only, and the decision names the prompt style."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    model = save_tiny(tmp_path / "model")
+
+    def register(metrics) -> dict:
+        rc = main(["register", "--model", str(model), "--metrics", str(metrics), "--name", "tiny"])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        return json.loads(out)
+
+    v1 = register(write_metrics(tmp_path / "compact.json", 30.0, prompt_style="compact"))
+    assert (v1["version"], v1["champion"]) == ("1", True)
+    v2 = register(write_metrics(tmp_path / "paper.json", 90.0, prompt_style="paper"))
+    assert (v2["version"], v2["aliases"], v2["champion"]) == ("2", ["candidate"], False)
+    assert "prompt_style: 'compact' (champion) vs 'paper'" in v2["champion_decision"]
+    client = mlflow.MlflowClient(v2["tracking_uri"])
+    assert str(client.get_model_version_by_alias("tiny", "champion").version) == "1"
+    assert client.get_model_version("tiny", "2").tags["champion_decision"] == v2["champion_decision"]

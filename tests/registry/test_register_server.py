@@ -123,7 +123,7 @@ def test_champion_lifecycle(registered, mlflow_server, tmp_path, capsys):
     assert (champion(), candidate()) == ("3", "4")
     assert client.get_model_version(name, "4").tags["champion_decision"] == v4["champion_decision"]
 
-    # same protocol but other test data: not comparable either
-    v5 = _register_cli(capsys, uri, model, write_metrics(tmp_path / "m5.json", 99.0, data="other.jsonl"), name)
-    assert v5["champion"] is False and "data" in v5["champion_decision"]
+    # same decoding but other test data (another content hash): not comparable either
+    v5 = _register_cli(capsys, uri, model, write_metrics(tmp_path / "m5.json", 99.0, data_hash="0" * 64), name)
+    assert v5["champion"] is False and "data_hash" in v5["champion_decision"]
     assert champion() == "3"

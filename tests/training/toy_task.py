@@ -2,6 +2,9 @@
 
 Reward = mean character code of the completion / 127: dense and continuous, so even an untrained tiny model
 gets non-zero advantages and every optimizer step changes the weights. Rows: ``{"i": <int>}``.
+
+It owns its compact prompt, SFT demonstrations and one teacher defect (``negated``) like the built-in tasks, so
+``prompt_style: compact`` and `spg sft` work for it through the `Task` methods alone.
 """
 
 from __future__ import annotations
@@ -35,6 +38,19 @@ class ToyDenseTask(Task):
 
     def eval_prompt(self, example: Mapping[str, Any]) -> str:
         return f"q{example['i']}"
+
+    def compact_prompt(self, example: Mapping[str, Any]) -> str:
+        return f"i={example['i']}"
+
+    teacher_defects = ("negated",)
+
+    def sft_response(self, example: Mapping[str, Any]) -> str:
+        return f"<answer>{example['i']}</answer>"
+
+    def with_teacher_defect(self, example: Mapping[str, Any], kind: str) -> dict[str, Any]:
+        if kind != "negated":
+            return super().with_teacher_defect(example, kind)
+        return {**example, "i": -example["i"]}
 
     def reward_functions(self, mode: str = "fixed") -> tuple[RewardFn, ...]:
         return (RewardFn("ascii", ascii_reward),)
