@@ -6,7 +6,7 @@
 
 URIs: builtin:tiny, file:///path or a local path, s3://bucket/prefix, hf://org/name[@revision]. S3 credentials
 and endpoint come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION / AWS_ENDPOINT_URL_S3 (or
---endpoint-url); retries from SPG_S3_MAX_ATTEMPTS / SPG_S3_BACKOFF_BASE. Details: spg_lib/storage/fetch.py.
+--endpoint-url); retries are botocore's (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS). Details: spg_lib/storage/fetch.py.
 
 Output: line 1 the out dir, line 2 a JSON summary (uri, reused, files, total_bytes, created, seconds).
 Exit codes: 0 ok; 2 bad URI, missing bucket/key, rejected credentials, unreachable endpoint, not a checkpoint.
@@ -31,11 +31,13 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spg_lib.models.loading import load_model, save_model_dir
     from spg_lib.storage import FetchError, S3Error, fetch_checkpoint_result
 
     try:
-        result = fetch_checkpoint_result(args.uri, args.out, endpoint_url=args.endpoint_url,
-                                         verify_load=args.verify_load, force=args.force)
+        result = fetch_checkpoint_result(args.uri, args.out, endpoint_url=args.endpoint_url, force=args.force,
+                                         load_check=load_model if args.verify_load else None,
+                                         write_builtin=save_model_dir)
     except (FetchError, S3Error, ValueError, OSError) as exc:
         message = " ".join(str(exc).split())  # one line
         print(f"spg fetch-checkpoint: error: {message}", file=sys.stderr)

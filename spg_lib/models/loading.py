@@ -2,31 +2,30 @@
 
 Accepted sources:
   - "builtin:tiny": a freshly initialised tiny LLaDA (seed 0) / the tiny character tokenizer;
-  - a local directory or "file://" URI: native `LLaDAModelLM` when config.json has model_type "llada" (the official
-    LLaDA layout: config.json + model.safetensors or sharded safetensors with model.safetensors.index.json);
-    any other model_type only with trust_remote_code=True, through `AutoModel`;
-  - anything else that looks like a hub id ("org/name") is handed to `from_pretrained` (network; not tested).
+  - a local directory or file URI (file:///abs, file://localhost/abs; see `spg_lib.io.parse_uri`): native
+    `LLaDAModelLM` when config.json has model_type "llada" (the official LLaDA layout: config.json +
+    model.safetensors, or shards with model.safetensors.index.json); any other model_type only with
+    trust_remote_code=True, through `AutoModel`;
+  - "hf://org/name[@revision]", or a missing local path that looks like a hub id ("org/name"), is handed to
+    `from_pretrained` (network; not tested); s3:// checkpoints are fetched first (`spg fetch-checkpoint`).
 
-Test: `python -m pytest -q tests/models/test_loading.py`.
+Test: `python -m pytest -q tests/models/test_model_loading.py`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from spg_lib.io import BUILTIN_TINY, MissingInputError, URIError, is_hub_id, parse_uri, read_json
 from spg_lib.models.configuration_llada import LLaDAConfig
 from spg_lib.models.modeling_llada import LLaDAModelLM
 from spg_lib.models.tiny import build_tiny_tokenizer, init_tiny_model
 
-BUILTIN_TINY = "builtin:tiny"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+__all__ = ["BUILTIN_TINY", "load_model", "load_tokenizer", "save_model_dir"]
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
@@ -38,37 +37,35 @@ def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
     return resolved
 
 
-def _local_path(path_or_uri: str) -> Path | None:
-    """A local path for directories and file:// URIs; None for hub ids. Raises for missing local paths."""
-    if path_or_uri.startswith("file://"):
-        parsed = urlparse(path_or_uri)
-        path = Path(unquote(parsed.netloc + parsed.path))
-        if not path.exists():
-            raise FileNotFoundError(f"{path_or_uri!r}: local path {path} does not exist")
-        return path
-    path = Path(path_or_uri).expanduser()
-    if path.exists():
-        return path
-    if _HUB_ID.match(path_or_uri) and not path_or_uri.startswith((".", "/", "~")):
-        return None
-    raise FileNotFoundError(
-        f"{path_or_uri!r} is neither an existing local directory, a file:// URI, {BUILTIN_TINY!r}, nor a hub id"
+def _source(path_or_uri: str) -> tuple[Path | None, str, dict[str, Any]]:
+    """(local directory or None, what to hand `from_pretrained`, its extra kwargs) for a checkpoint reference.
+
+    Raises:
+        FileNotFoundError (`MissingInputError`): a local path or file URI that does not exist; `URIError`: an s3://
+        URI (fetch it first with `spg fetch-checkpoint`) or a malformed one.
+    """
+    uri = parse_uri(path_or_uri)
+    if uri.scheme == "hf":
+        return None, uri.repo_id, {} if uri.revision is None else {"revision": uri.revision}
+    if uri.scheme == "s3":
+        raise URIError(f"{path_or_uri!r}: load_model reads local checkpoints and hub ids; fetch an s3:// "
+                       "checkpoint first (spg fetch-checkpoint --uri ... --out DIR)")
+    assert uri.path is not None  # file (builtin is handled by the callers)
+    if uri.path.exists():
+        return uri.path, str(uri.path), {}
+    if uri.is_plain_path and path_or_uri.count("/") == 1 and is_hub_id(path_or_uri):
+        return None, path_or_uri, {}
+    raise MissingInputError(
+        f"{path_or_uri!r}: local path {uri.path} does not exist (and it is neither a file:// URI of an existing "
+        f"directory, {BUILTIN_TINY!r}, nor a hub id)"
     )
 
 
 def _read_config_json(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise ValueError(f"{directory}: expected a checkpoint directory, got a file")
-    config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{directory}: no config.json (not a Hugging Face checkpoint directory)")
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_file}: invalid JSON at line {err.lineno}: {err.msg}") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{config_file}: expected a JSON object")
-    return config
+    return read_json(directory / "config.json", what="checkpoint config",
+                     hint="not a Hugging Face checkpoint directory")
 
 
 def load_model(
@@ -102,13 +99,13 @@ def load_model(
         if isinstance(torch_dtype, torch.dtype):
             model = model.to(torch_dtype)
     else:
-        local = _local_path(path_or_uri)
-        source = str(local) if local is not None else path_or_uri
+        local, source, kwargs = _source(path_or_uri)
         if local is not None:
             model_type = _read_config_json(local).get("model_type")
         else:  # hub id: let transformers fetch the config (network)
-            model_type = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code).model_type
-        kwargs: dict[str, Any] = {} if torch_dtype is None else {"dtype": torch_dtype}
+            model_type = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs).model_type
+        if torch_dtype is not None:
+            kwargs["dtype"] = torch_dtype
         if quantization_config is not None:  # quantized on the way to the device; such a model cannot be moved
             kwargs.update(quantization_config=quantization_config, device_map={"": device or "cuda"})
             device = None
@@ -134,11 +131,17 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedToke
     """
     if path == BUILTIN_TINY:
         return build_tiny_tokenizer()
-    local = _local_path(path)
-    source = str(local) if local is not None else path
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    local, source, kwargs = _source(path)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
     if tokenizer.mask_token is None and local is not None and (local / "config.json").is_file():
         mask_id = _read_config_json(local).get("mask_token_id")
         if isinstance(mask_id, int) and 0 <= mask_id < len(tokenizer):
             tokenizer.mask_token = tokenizer.convert_ids_to_tokens(mask_id)
     return tokenizer
+
+
+def save_model_dir(path_or_uri: str, directory: str | Path) -> None:
+    """Write the model and tokenizer of `path_or_uri` (e.g. builtin:tiny) into `directory` in the Hugging Face
+    checkpoint layout (config.json, model.safetensors, tokenizer files)."""
+    load_model(path_or_uri).save_pretrained(directory)
+    load_tokenizer(path_or_uri).save_pretrained(directory)

@@ -37,9 +37,10 @@ def make_base_model(cfg: BaseModelConfig, sft: SFTRunConfig | None = None, log=p
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if cfg.uri:
+        from spg_lib.models.loading import load_model, save_model_dir
         from spg_lib.storage.fetch import fetch_checkpoint
 
-        model_dir = fetch_checkpoint(cfg.uri, out / "model")
+        model_dir = fetch_checkpoint(cfg.uri, out / "model", load_check=load_model, write_builtin=save_model_dir)
         result: dict[str, Any] = {"source": "fetch", "uri": cfg.uri}
     else:
         if sft is None:

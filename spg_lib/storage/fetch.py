@@ -1,7 +1,8 @@
 """`fetch_checkpoint(uri, out_dir)`: materialise a model checkpoint directory from a URI, atomically, with a manifest.
 
 Sources:
-  builtin:tiny                 the tiny LLaDA (seed 0) + character tokenizer, saved in the official layout
+  builtin:tiny                 the tiny LLaDA (seed 0) + character tokenizer, saved in the official layout by the
+                               caller's `write_builtin` (storage imports no model code)
   file:///abs/path, a/path     a local checkpoint directory (copied)
   s3://bucket/prefix           every object under prefix/ (S3 / SeaweedFS / MinIO; see spg_lib.storage.s3 for the
                                endpoint, credentials and retry environment variables)
@@ -18,8 +19,8 @@ Protocol:
   3. `spg_manifest.json` is written: uri, source details (endpoint / etags / revision), per-file size + sha256,
      creation time.
   4. The result is verified: config.json parses, weights are present (model.safetensors, a complete sharded
-     index, or pytorch_model.bin); with verify_load=True (default) a model_type "llada" checkpoint is also loaded
-     with `spg_lib.models.load_model`.
+     index, or pytorch_model.bin); with a `load_check` (the CLI and pipeline pass `spg_lib.models.load_model`)
+     the checkpoint is also loaded.
   5. `<out_dir>.partial` is renamed to `out_dir` (atomic on one filesystem).
   A failure at any step raises `FetchError` (or an `S3Error` subclass, both with clear messages) and leaves
   no `out_dir` behind; a `.partial` directory may remain for the next attempt to resume. One fetch per out_dir
@@ -33,95 +34,58 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
-import json
 import os
-import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlparse
 
-from spg_lib.storage.s3 import ObjectInfo, RetryPolicy, S3Client, make_client, parse_s3_uri, s3_uri
+from spg_lib.io import (
+    URI,
+    InputError,
+    URIError,
+    atomic_write_json,
+    is_hub_id,
+    parse_uri,
+    read_json,
+    remove_path,
+    replace_dir,
+    sha256_file,
+)
+from spg_lib.storage.s3 import ObjectInfo, S3Client, S3NotFoundError, S3Settings, make_client
 
 MANIFEST_NAME = "spg_manifest.json"
 PARTIAL_STATE_NAME = ".spg_partial.json"
 MANIFEST_FORMAT = 1
-BUILTIN_TINY = "builtin:tiny"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-_HF_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+#: checks that a checkpoint directory loads (e.g. `spg_lib.models.load_model`); raises when it does not
+LoadCheck = Callable[[str], object]
+#: writes the checkpoint of a builtin URI (e.g. builtin:tiny) into a directory (e.g. `models.loading.save_model_dir`)
+WriteBuiltin = Callable[[str, Path], None]
 
 
 class FetchError(RuntimeError):
     """A checkpoint could not be fetched / verified (bad URI, not a checkpoint, conflicting out_dir, ...)."""
 
 
-class CheckpointURIError(FetchError, ValueError):
+class CheckpointURIError(FetchError, URIError):
     """The URI is malformed or uses an unsupported scheme."""
 
 
-@dataclasses.dataclass(frozen=True)
-class CheckpointURI:
-    """A parsed checkpoint URI. `canonical` is what manifests record and compare."""
-
-    scheme: str  # builtin | file | s3 | hf
-    canonical: str
-    path: Path | None = None  # file
-    bucket: str = ""  # s3
-    prefix: str = ""  # s3
-    repo_id: str = ""  # hf
-    revision: str | None = None  # hf
-    raw: str = ""  # the URI as given
-
-
-def parse_checkpoint_uri(uri: str) -> CheckpointURI:
-    """Parse `builtin:tiny`, `file:///path`, a plain local path, `s3://bucket/prefix`, or `hf://org/name[@rev]`."""
-    uri = str(uri).strip()
-    if not uri:
-        raise CheckpointURIError("empty checkpoint URI")
-    if uri == BUILTIN_TINY:
-        return CheckpointURI("builtin", BUILTIN_TINY)
-    if uri.startswith("builtin:"):
-        raise CheckpointURIError(f"{uri!r}: unknown builtin model (only {BUILTIN_TINY!r})")
-    parsed = urlparse(uri)
-    scheme = parsed.scheme.lower()
-    if scheme == "s3":
-        try:
-            bucket, prefix = parse_s3_uri(uri)
-        except ValueError as err:
-            raise CheckpointURIError(str(err)) from None
-        if not prefix:
-            raise CheckpointURIError(f"{uri!r}: give the checkpoint prefix inside the bucket (s3://bucket/prefix)")
-        return CheckpointURI("s3", s3_uri(bucket, prefix), bucket=bucket, prefix=prefix)
-    if scheme == "hf":
-        rest = uri[len("hf://"):] if uri.lower().startswith("hf://") else ""
-        repo_id, _, revision = rest.strip("/").partition("@")
-        if not _HF_REPO.match(repo_id) or (revision == "" and "@" in rest):
-            raise CheckpointURIError(f"{uri!r}: expected hf://org/name or hf://org/name@revision")
-        canonical = f"hf://{repo_id}" + (f"@{revision}" if revision else "")
-        return CheckpointURI("hf", canonical, repo_id=repo_id, revision=revision or None)
-    if scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise CheckpointURIError(f"{uri!r}: file:// URIs must be local (file:///absolute/path)")
-        path = Path(unquote(parsed.path))
-        return CheckpointURI("file", path.resolve().as_uri(), path=path.resolve())
-    if scheme and (len(scheme) > 1 or "://" in uri):  # a one-letter "scheme" is a Windows drive; ignore
-        raise CheckpointURIError(
-            f"{uri!r}: unsupported scheme {scheme!r} (use s3://, hf://, file://, {BUILTIN_TINY} or a local path)")
-    path = Path(uri).expanduser().resolve()
-    return CheckpointURI("file", path.as_uri(), path=path, raw=uri)
+def parse_checkpoint_uri(uri: str) -> URI:
+    """`spg_lib.io.parse_uri`, plus what a checkpoint needs: an s3:// URI names a prefix inside its bucket."""
+    try:
+        parsed = parse_uri(uri)
+    except URIError as err:
+        raise CheckpointURIError(str(err)) from None
+    if parsed.scheme == "s3" and not parsed.key:
+        raise CheckpointURIError(f"{uri!r}: give the checkpoint prefix inside the bucket (s3://bucket/prefix)")
+    return parsed
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def md5_file(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -145,12 +109,6 @@ def _checkpoint_files(directory: Path) -> list[str]:
     return sorted(out)
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def _safe_relpath(rel: str, uri: str) -> str:
     pure = PurePosixPath(rel)
     if not rel or pure.is_absolute() or any(part in ("..", "") for part in rel.split("/")):
@@ -158,24 +116,16 @@ def _safe_relpath(rel: str, uri: str) -> str:
     return pure.as_posix()
 
 
-def _rmtree(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
-
-
 # ------------------------------------------------------------------------------------------------ manifest
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
     """The parsed `spg_manifest.json` of `directory`, or None when absent / unreadable."""
-    path = Path(directory) / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(Path(directory) / MANIFEST_NAME)
+    except InputError:
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("files"), dict) else None
+    return data if isinstance(data.get("files"), dict) else None
 
 
 def verify_manifest(directory: Path, manifest: dict[str, Any] | None = None) -> list[str]:
@@ -196,7 +146,7 @@ def verify_manifest(directory: Path, manifest: dict[str, Any] | None = None) -> 
     return problems
 
 
-def build_manifest(directory: Path, uri: CheckpointURI, source: dict[str, Any],
+def build_manifest(directory: Path, uri: URI, source: dict[str, Any],
                    known_sha: dict[str, str] | None = None) -> dict[str, Any]:
     known_sha = known_sha or {}
     files: dict[str, Any] = {}
@@ -221,38 +171,32 @@ def build_manifest(directory: Path, uri: CheckpointURI, source: dict[str, Any],
 # ------------------------------------------------------------------------------------------------ verification
 
 
-def verify_checkpoint(directory: Path, load: bool = True) -> dict[str, Any]:
-    """Check that `directory` is a loadable checkpoint; return its parsed config.json.
+def verify_checkpoint(directory: Path, load_check: LoadCheck | None = None) -> dict[str, Any]:
+    """Check that `directory` is a checkpoint (config.json, complete weights) and, with `load_check`, that it loads;
+    return its parsed config.json.
 
-    Raises FetchError: no / invalid config.json, no weights, missing shards, or (load=True, model_type "llada")
-    `load_model` failing.
+    Raises FetchError: no / invalid config.json, no weights, missing shards, or `load_check(str(directory))` failing.
     """
     directory = Path(directory)
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise FetchError(f"{directory}: no config.json (not a Hugging Face checkpoint directory)")
     try:
-        config = json.loads(config_path.read_text())
-    except ValueError as err:
-        raise FetchError(f"{config_path}: invalid JSON: {err}") from None
-    if not isinstance(config, dict):
-        raise FetchError(f"{config_path}: expected a JSON object")
+        config = read_json(directory / "config.json", what="checkpoint config",
+                           hint="not a Hugging Face checkpoint directory")
+    except InputError as err:
+        raise FetchError(str(err)) from None
     indexes = [directory / n for n in WEIGHT_INDEXES if (directory / n).is_file()]
     if indexes:
         try:
-            weight_map = json.loads(indexes[0].read_text()).get("weight_map", {})
-        except (ValueError, AttributeError) as err:
-            raise FetchError(f"{indexes[0]}: invalid shard index: {err}") from None
+            weight_map = read_json(indexes[0], what="shard index").get("weight_map") or {}
+        except InputError as err:
+            raise FetchError(str(err)) from None
         missing = sorted({s for s in weight_map.values() if not (directory / s).is_file()})
         if not weight_map or missing:
             raise FetchError(f"{indexes[0]}: missing weight shards {missing[:5]}{'...' if len(missing) > 5 else ''}")
     elif not any((directory / n).is_file() for n in WEIGHT_FILES):
         raise FetchError(f"{directory}: no weights ({' / '.join(WEIGHT_FILES + WEIGHT_INDEXES)})")
-    if load and config.get("model_type") == "llada":
-        from spg_lib.models import load_model
-
+    if load_check is not None:
         try:
-            load_model(str(directory))
+            load_check(str(directory))
         except Exception as err:
             raise FetchError(f"{directory}: checkpoint does not load: {type(err).__name__}: {err}") from err
     return config
@@ -261,25 +205,25 @@ def verify_checkpoint(directory: Path, load: bool = True) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ sources
 
 
-def _fetch_builtin(partial: Path) -> dict[str, Any]:
-    from spg_lib.models import build_tiny_tokenizer, init_tiny_model
-
-    _rmtree(partial)
+def _fetch_builtin(uri: URI, partial: Path, write_builtin: WriteBuiltin | None) -> dict[str, Any]:
+    if write_builtin is None:
+        raise FetchError(f"{uri.canonical} is built by the model layer: pass write_builtin (e.g. "
+                         "spg_lib.models.loading.save_model_dir)")
+    remove_path(partial)
     partial.mkdir(parents=True)
-    init_tiny_model().save_pretrained(partial)
-    build_tiny_tokenizer().save_pretrained(partial)
-    return {"builtin": "tiny", "seed": 0}
+    write_builtin(uri.canonical, partial)
+    return {"builtin": uri.canonical.removeprefix("builtin:"), "seed": 0}
 
 
-def _fetch_file(uri: CheckpointURI, partial: Path) -> dict[str, Any]:
+def _fetch_file(uri: URI, partial: Path) -> dict[str, Any]:
     src = uri.path
     assert src is not None
     if not src.exists():
-        hint = " (for a Hugging Face repo use hf://org/name)" if _HF_REPO.match(str(uri.raw or "")) else ""
+        hint = " (for a Hugging Face repo use hf://org/name)" if uri.is_plain_path and is_hub_id(uri.raw) else ""
         raise FetchError(f"{uri.canonical}: local path {src} does not exist{hint}")
     if not src.is_dir():
         raise FetchError(f"{uri.canonical}: {src} is not a directory (a checkpoint is a directory)")
-    _rmtree(partial)
+    remove_path(partial)
     partial.mkdir(parents=True)
     for rel in _checkpoint_files(src):
         dest = partial / rel
@@ -288,27 +232,25 @@ def _fetch_file(uri: CheckpointURI, partial: Path) -> dict[str, Any]:
     return {"path": str(src)}
 
 
-def _fetch_s3(uri: CheckpointURI, partial: Path, client: S3Client) -> tuple[dict[str, Any], dict[str, str]]:
-    objects = client.list_objects(uri.bucket, uri.prefix)
-    key_prefix = uri.prefix.strip("/") + "/"
+def _fetch_s3(uri: URI, partial: Path, client: S3Client) -> tuple[dict[str, Any], dict[str, str]]:
+    objects = client.list_objects(uri.bucket, uri.key)
+    key_prefix = uri.key + "/"
     wanted: dict[str, ObjectInfo] = {}
     for obj in objects:
         if obj.key.endswith("/"):  # "directory" marker objects
             continue
         wanted[_safe_relpath(obj.key[len(key_prefix):], uri.canonical)] = obj
     if not wanted:
-        from spg_lib.storage.s3 import S3NotFoundError
-
-        raise S3NotFoundError(f"{uri.canonical}/: no objects under this prefix{client._where()}")
+        raise S3NotFoundError(f"{uri.canonical}/: no objects under this prefix{client.where()}")
 
     partial.mkdir(parents=True, exist_ok=True)
     state_path = partial / PARTIAL_STATE_NAME
     try:
-        state = json.loads(state_path.read_text())
-    except (OSError, ValueError):
+        state = read_json(state_path)
+    except InputError:
         state = None
     if isinstance(state, dict) and state.get("uri") != uri.canonical:
-        _rmtree(partial)  # a partial download of another checkpoint: start over
+        remove_path(partial)  # a partial download of another checkpoint: start over
         partial.mkdir(parents=True)
     if not isinstance(state, dict) or state.get("uri") != uri.canonical:
         # files without a record are still reused when their size and single-part md5 etag match
@@ -336,20 +278,20 @@ def _fetch_s3(uri: CheckpointURI, partial: Path, client: S3Client) -> tuple[dict
                 sha[rel] = sha256_file(dest)
                 skipped += 1
                 continue
-        sha[rel] = client.download(uri.bucket, obj.key, dest, expected_size=obj.size)
+        sha[rel] = client.download(uri.bucket, obj.key, dest, expected_size=obj.size, etag=obj.etag)
         done[rel] = {"etag": obj.etag, "size": obj.size, "sha256": sha[rel]}
-        _write_json_atomic(state_path, state)
+        atomic_write_json(state_path, state, sort_keys=True)
     source = {
         "endpoint_url": client.endpoint_url,
         "bucket": uri.bucket,
-        "prefix": uri.prefix,
+        "prefix": uri.key,
         "etags": {rel: obj.etag for rel, obj in wanted.items()},
         "resumed_files": skipped,
     }
     return source, sha
 
 
-def _fetch_hf(uri: CheckpointURI, partial: Path) -> dict[str, Any]:  # pragma: no cover - needs the hub
+def _fetch_hf(uri: URI, partial: Path) -> dict[str, Any]:  # pragma: no cover - needs the hub
     try:
         from huggingface_hub import HfApi, snapshot_download
     except ImportError as err:
@@ -360,7 +302,7 @@ def _fetch_hf(uri: CheckpointURI, partial: Path) -> dict[str, Any]:  # pragma: n
         snapshot_download(repo_id=uri.repo_id, revision=commit or uri.revision, local_dir=str(partial))
     except Exception as err:
         raise FetchError(f"{uri.canonical}: Hugging Face download failed: {type(err).__name__}: {err}") from err
-    _rmtree(partial / ".cache")  # huggingface_hub's local_dir bookkeeping
+    remove_path(partial / ".cache")  # huggingface_hub's local_dir bookkeeping
     return {"repo_id": uri.repo_id, "revision": uri.revision, "commit": commit}
 
 
@@ -382,49 +324,43 @@ class FetchResult:
         }
 
 
-def fetch_checkpoint(
-    uri: str,
-    out_dir: str | os.PathLike[str],
-    *,
-    endpoint_url: str | None = None,
-    verify_load: bool = True,
-    force: bool = False,
-    retry: RetryPolicy | None = None,
-    client: S3Client | None = None,
-) -> Path:
-    """Fetch the checkpoint at `uri` into `out_dir` (see the module docstring); return `out_dir` as a Path.
-
-    Args:
-        uri: builtin:tiny | file:///path | local path | s3://bucket/prefix | hf://org/name[@revision].
-        out_dir: destination directory (created; its parent too).
-        endpoint_url: S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
-        verify_load: also load "llada" checkpoints with `spg_lib.models.load_model` before publishing.
-        force: replace an existing out_dir that is not a valid fetch of `uri`.
-        retry: S3 retry policy (default from SPG_S3_* environment variables).
-        client: a ready `S3Client` (overrides endpoint_url / retry).
-    Raises:
-        CheckpointURIError, FetchError, spg_lib.storage.s3.S3Error (S3NotFoundError, S3CredentialsError,
-        S3UnreachableError).
-    """
-    return fetch_checkpoint_result(uri, out_dir, endpoint_url=endpoint_url, verify_load=verify_load, force=force,
-                                   retry=retry, client=client).path
+def fetch_checkpoint(uri: str, out_dir: str | os.PathLike[str], **options: Any) -> Path:
+    """`fetch_checkpoint_result(uri, out_dir, **options).path`."""
+    return fetch_checkpoint_result(uri, out_dir, **options).path
 
 
 def fetch_checkpoint_result(
     uri: str,
     out_dir: str | os.PathLike[str],
     *,
+    load_check: LoadCheck | None = None,
+    write_builtin: WriteBuiltin | None = None,
     endpoint_url: str | None = None,
-    verify_load: bool = True,
     force: bool = False,
-    retry: RetryPolicy | None = None,
+    settings: S3Settings | None = None,
     client: S3Client | None = None,
 ) -> FetchResult:
-    """`fetch_checkpoint`, returning the manifest and whether an existing out_dir was reused."""
+    """Fetch the checkpoint at `uri` into `out_dir` (see the module docstring); report the manifest and whether an
+    existing out_dir was reused.
+
+    Args:
+        uri: builtin:tiny | file:///path | local path | s3://bucket/prefix | hf://org/name[@revision].
+        out_dir: destination directory (created; its parent too).
+        load_check: called with the fetched directory before publishing; raises when it does not load (the CLI
+            and pipeline pass `spg_lib.models.load_model`); None checks the file layout only.
+        write_builtin: writes a builtin URI's checkpoint into a directory (needed for builtin:tiny).
+        endpoint_url: S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
+        force: replace an existing out_dir that is not a valid fetch of `uri`.
+        settings: S3 retry mode / attempts / timeouts (default `S3Settings.from_env()`).
+        client: a ready `S3Client` (overrides endpoint_url / settings).
+    Raises:
+        CheckpointURIError, FetchError, spg_lib.storage.s3.S3Error (S3NotFoundError, S3CredentialsError,
+        S3UnreachableError).
+    """
     t0 = time.monotonic()
     parsed = parse_checkpoint_uri(uri)
     out = Path(out_dir).expanduser().absolute()
-    if parsed.scheme == "file" and parsed.path is not None and parsed.path.resolve() == out.resolve():
+    if parsed.scheme == "file" and parsed.path == out.resolve():
         raise FetchError(f"{uri}: source and out_dir are the same directory")
 
     # 1. reuse
@@ -449,11 +385,11 @@ def fetch_checkpoint_result(
     out.parent.mkdir(parents=True, exist_ok=True)
     known_sha: dict[str, str] = {}
     if parsed.scheme == "builtin":
-        source = _fetch_builtin(partial)
+        source = _fetch_builtin(parsed, partial, write_builtin)
     elif parsed.scheme == "file":
         source = _fetch_file(parsed, partial)
     elif parsed.scheme == "s3":
-        s3 = client or make_client(endpoint_url, retry=retry)
+        s3 = client or make_client(endpoint_url, settings=settings)
         source, known_sha = _fetch_s3(parsed, partial, s3)
     elif parsed.scheme == "hf":
         source = _fetch_hf(parsed, partial)
@@ -461,18 +397,11 @@ def fetch_checkpoint_result(
         raise CheckpointURIError(f"{uri}: unsupported scheme {parsed.scheme!r}")
 
     # 3. verify, then manifest (the manifest is the completeness marker, written last inside .partial)
-    verify_checkpoint(partial, load=verify_load)
+    verify_checkpoint(partial, load_check)
     manifest = build_manifest(partial, parsed, source, known_sha)
     (partial / PARTIAL_STATE_NAME).unlink(missing_ok=True)
-    _write_json_atomic(partial / MANIFEST_NAME, manifest)
+    atomic_write_json(partial / MANIFEST_NAME, manifest, sort_keys=True)
 
-    # 4. publish atomically
-    if out.exists():  # force=True over an invalid out_dir: move it aside first
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
-        _rmtree(old)
-        os.replace(out, old)
-        os.replace(partial, out)
-        _rmtree(old)
-    else:
-        os.replace(partial, out)
+    # 4. publish atomically (force=True over an invalid out_dir: it is moved aside first)
+    replace_dir(partial, out)
     return FetchResult(out, manifest, reused=False, seconds=time.monotonic() - t0)

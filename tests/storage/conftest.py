@@ -1,12 +1,13 @@
-"""Shared pieces for storage tests: a tiny checkpoint on disk and fast retry settings."""
+"""Shared pieces for storage tests: a tiny checkpoint on disk, three attempts per request, short backoff."""
 
 import uuid
 
 import pytest
 
-from spg_lib.storage import RetryPolicy
+from spg_lib.models.loading import save_model_dir
+from spg_lib.storage import S3Settings
 
-FAST_RETRY = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05, connect_timeout=2, read_timeout=10)
+FAST = S3Settings(max_attempts=3, connect_timeout=2, read_timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +15,16 @@ def tiny_checkpoint(tmp_path_factory):
     """builtin:tiny saved in the official layout (config.json, model.safetensors, tokenizer files)."""
     from spg_lib.storage import fetch_checkpoint
 
-    return fetch_checkpoint("builtin:tiny", tmp_path_factory.mktemp("tiny") / "ckpt", verify_load=False)
+    return fetch_checkpoint("builtin:tiny", tmp_path_factory.mktemp("tiny") / "ckpt", write_builtin=save_model_dir)
+
+
+@pytest.fixture(autouse=True)
+def _short_backoff(monkeypatch):
+    """botocore's standard-mode backoff (up to 1 s, 2 s, ... between attempts) cut to 10 ms: the attempts and their
+    classification are botocore's own, only the waiting is shortened."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.01)
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +36,7 @@ def _no_ambient_aws(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(nowhere))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     for k in ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_PROFILE",
-              "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
+              "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
         monkeypatch.delenv(k, raising=False)
 
 
@@ -37,10 +47,9 @@ def bucket_name():
 
 @pytest.fixture
 def fast_retry_env(monkeypatch):
-    """SPG_S3_* variables for tiny backoff (what the CLI reads)."""
-    monkeypatch.setenv("SPG_S3_MAX_ATTEMPTS", "3")
-    monkeypatch.setenv("SPG_S3_BACKOFF_BASE", "0.01")
-    monkeypatch.setenv("SPG_S3_BACKOFF_MAX", "0.05")
+    """The retry / timeout variables the CLI reads: botocore's AWS_MAX_ATTEMPTS and AWS_RETRY_MODE, and ours."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("AWS_RETRY_MODE", "standard")
     monkeypatch.setenv("SPG_S3_CONNECT_TIMEOUT", "2")
 
 

@@ -2,12 +2,16 @@
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from spg_lib.cli import main
+from spg_lib.io import sha256_file
 from spg_lib.models import load_model
+from spg_lib.models.loading import save_model_dir
 from spg_lib.storage import (
     MANIFEST_NAME,
     CheckpointURIError,
@@ -22,9 +26,10 @@ from spg_lib.storage import (
     read_manifest,
     verify_manifest,
 )
-from spg_lib.storage.fetch import sha256_file
 from tests.services import unused_endpoint_url
-from tests.storage.conftest import FAST_RETRY
+from tests.storage.conftest import FAST
+
+LOADS = {"load_check": load_model, "write_builtin": save_model_dir}  # what the CLI and the pipeline pass
 
 
 def _hashes(directory):
@@ -50,12 +55,13 @@ def _assert_nothing_published(out):
 def test_parse_checkpoint_uri(tmp_path):
     assert parse_checkpoint_uri("builtin:tiny").scheme == "builtin"
     u = parse_checkpoint_uri("s3://bkt/models/tiny/")
-    assert (u.scheme, u.bucket, u.prefix, u.canonical) == ("s3", "bkt", "models/tiny", "s3://bkt/models/tiny")
+    assert (u.scheme, u.bucket, u.key, u.canonical) == ("s3", "bkt", "models/tiny", "s3://bkt/models/tiny")
     u = parse_checkpoint_uri("hf://GSAI-ML/LLaDA-8B-Instruct@v1.0")
     assert (u.repo_id, u.revision, u.canonical) == ("GSAI-ML/LLaDA-8B-Instruct", "v1.0",
                                                     "hf://GSAI-ML/LLaDA-8B-Instruct@v1.0")
     assert parse_checkpoint_uri("hf://org/name").revision is None
     assert parse_checkpoint_uri(f"file://{tmp_path}").canonical == parse_checkpoint_uri(str(tmp_path)).canonical
+    assert parse_checkpoint_uri(f"file://localhost{tmp_path}").path == tmp_path.resolve()
     for bad, pattern in [("gs://b/x", "unsupported scheme 'gs'"), ("builtin:huge", "unknown builtin"),
                          ("s3://bucket", "prefix"), ("hf://org/name@", "hf://org/name"), ("", "empty"),
                          ("file://host/x", "local")]:
@@ -76,7 +82,7 @@ def test_bad_scheme_cli(tmp_path, capsys):
 
 def test_builtin_tiny_manifest_load_and_reuse(tmp_path):
     out = tmp_path / "models" / "tiny"
-    result = fetch_checkpoint_result("builtin:tiny", out)
+    result = fetch_checkpoint_result("builtin:tiny", out, **LOADS)
     assert result.path == out and not result.reused
     assert not out.with_name("tiny.partial").exists()
     manifest = read_manifest(out)
@@ -86,21 +92,29 @@ def test_builtin_tiny_manifest_load_and_reuse(tmp_path):
     assert manifest["total_bytes"] == sum(v["size"] for v in manifest["files"].values())
     assert load_model(str(out)).config.model_type == "llada"
     mtime = (out / "model.safetensors").stat().st_mtime_ns
-    again = fetch_checkpoint_result("builtin:tiny", out)
+    again = fetch_checkpoint_result("builtin:tiny", out, **LOADS)
     assert again.reused and (out / "model.safetensors").stat().st_mtime_ns == mtime
     # a corrupted file is detected: no silent reuse, --force refetches
     with open(out / "config.json", "a") as f:
         f.write(" ")
     assert verify_manifest(out) == ["config.json: size mismatch"] or "config.json" in verify_manifest(out)[0]
     with pytest.raises(FetchError, match="not an intact fetch"):
-        fetch_checkpoint("builtin:tiny", out)
-    assert not fetch_checkpoint_result("builtin:tiny", out, force=True).reused
+        fetch_checkpoint("builtin:tiny", out, **LOADS)
+    assert not fetch_checkpoint_result("builtin:tiny", out, force=True, **LOADS).reused
     assert verify_manifest(out) == []
+
+
+def test_builtin_needs_the_model_layer_and_storage_imports_none(tmp_path):
+    with pytest.raises(FetchError, match="write_builtin"):
+        fetch_checkpoint("builtin:tiny", tmp_path / "o")
+    _assert_nothing_published(tmp_path / "o")
+    code = "import sys, spg_lib.storage; sys.exit(sorted(m for m in sys.modules if m.startswith('spg_lib.models')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr == "[]\n"
 
 
 def test_file_uri_and_plain_path(tiny_checkpoint, tmp_path, capsys):
     src_hashes = _hashes(tiny_checkpoint)
-    a = fetch_checkpoint(f"file://{tiny_checkpoint}", tmp_path / "a", verify_load=False)
+    a = fetch_checkpoint(f"file://{tiny_checkpoint}", tmp_path / "a")
     assert _hashes(a) == src_hashes
     assert main(["fetch-checkpoint", "--uri", str(tiny_checkpoint), "--out", str(tmp_path / "b")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -111,13 +125,13 @@ def test_file_uri_and_plain_path(tiny_checkpoint, tmp_path, capsys):
     assert _hashes(tmp_path / "b") == src_hashes
     # a different URI for the same out dir is refused
     with pytest.raises(FetchError, match="manifest is for"):
-        fetch_checkpoint("builtin:tiny", tmp_path / "b")
+        fetch_checkpoint("builtin:tiny", tmp_path / "b", **LOADS)
 
 
 def test_not_a_checkpoint_and_missing_path(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "readme.txt").write_text("no config")
-    with pytest.raises(FetchError, match=r"no config\.json"):
+    with pytest.raises(FetchError, match=r"config\.json: checkpoint config does not exist"):
         fetch_checkpoint(str(tmp_path / "src"), tmp_path / "out")
     _assert_nothing_published(tmp_path / "out")
     (tmp_path / "src" / "config.json").write_text('{"model_type": "llada"}')
@@ -129,14 +143,14 @@ def test_not_a_checkpoint_and_missing_path(tmp_path, capsys):
 
 
 def test_broken_weights_fail_the_load_check(tiny_checkpoint, tmp_path):
-    src = fetch_checkpoint(str(tiny_checkpoint), tmp_path / "src", verify_load=False)
+    src = fetch_checkpoint(str(tiny_checkpoint), tmp_path / "src")
     (src / "model.safetensors").write_bytes(b"not safetensors")
     os.remove(src / MANIFEST_NAME)
     with pytest.raises(FetchError, match="does not load"):
-        fetch_checkpoint(str(src), tmp_path / "out")
+        fetch_checkpoint(str(src), tmp_path / "out", load_check=load_model)
     _assert_nothing_published(tmp_path / "out")
     # without the load check only the layout is verified
-    assert fetch_checkpoint(str(src), tmp_path / "out", verify_load=False) == tmp_path / "out"
+    assert fetch_checkpoint(str(src), tmp_path / "out") == tmp_path / "out"
 
 
 # ---------------------------------------------------------------------------------------------- S3 (SeaweedFS)
@@ -179,7 +193,7 @@ def test_s3_resume_partial(seaweedfs, tiny_checkpoint, bucket_name, tmp_path):
     (partial / "stale.bin").write_bytes(b"old")
     (partial / "config.json.part").write_bytes(b"{")
     client = make_client(seaweedfs.endpoint_url, access_key=seaweedfs.access_key, secret_key=seaweedfs.secret_key,
-                         retry=FAST_RETRY)
+                         settings=FAST)
     result = fetch_checkpoint_result(f"s3://{bucket_name}/ckpt", out, client=client)
     assert result.manifest["source"]["resumed_files"] == 1
     assert (out / "model.safetensors").stat().st_mtime_ns == before  # not downloaded again
@@ -190,9 +204,9 @@ def test_s3_resume_partial(seaweedfs, tiny_checkpoint, bucket_name, tmp_path):
 def test_s3_interrupted_fetch_resumes(seaweedfs, fault_proxy, tiny_checkpoint, bucket_name, tmp_path):
     """A download that dies midway (3rd request onwards fails) leaves only .partial; the rerun resumes."""
     _upload(seaweedfs, bucket_name, "ckpt", tiny_checkpoint)
-    proxy = fault_proxy(seaweedfs.endpoint_url, fail=[None, None] + [503] * FAST_RETRY.max_attempts)
+    proxy = fault_proxy(seaweedfs.endpoint_url, fail=[None, None] + [503] * FAST.max_attempts)
     client = make_client(proxy.endpoint_url, access_key=seaweedfs.access_key, secret_key=seaweedfs.secret_key,
-                         retry=FAST_RETRY)
+                         settings=FAST)
     out = tmp_path / "out"
     with pytest.raises(S3UnreachableError, match="SlowDown"):  # request 1 lists, 2 gets the first file
         fetch_checkpoint(f"s3://{bucket_name}/ckpt", out, client=client)
@@ -203,7 +217,7 @@ def test_s3_interrupted_fetch_resumes(seaweedfs, fault_proxy, tiny_checkpoint, b
     result = fetch_checkpoint_result(f"s3://{bucket_name}/ckpt", out, client=client)
     assert result.manifest["source"]["resumed_files"] == 1
     assert _hashes(out) == _hashes(tiny_checkpoint)
-    assert proxy.requests == 2 + FAST_RETRY.max_attempts + 1 + (len(_hashes(tiny_checkpoint)) - 1)
+    assert proxy.requests == 2 + FAST.max_attempts + 1 + (len(_hashes(tiny_checkpoint)) - 1)
 
 
 def test_s3_missing_key_leaves_nothing(s3_env, bucket_name, tmp_path, capsys):
@@ -258,7 +272,7 @@ def test_s3_server_stopped_then_restarted(seaweedfs_private, tiny_checkpoint, tm
     bucket = server.make_bucket("restart-test")
     _upload(server, bucket, "ckpt", tiny_checkpoint)
     client = make_client(server.endpoint_url, access_key=server.access_key, secret_key=server.secret_key,
-                         retry=FAST_RETRY)
+                         settings=FAST)
     server.stop()
     out = tmp_path / "out"
     with pytest.raises(S3UnreachableError, match="after 3 attempts"):
