@@ -146,12 +146,13 @@ def elbo_estimate(logp: torch.Tensor, masked: torch.Tensor, completion_mask: tor
 
 def eubo_token_terms(logp: torch.Tensor, masked: torch.Tensor, completion_mask: torch.Tensor, *, beta: float,
                      drop_underflow: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """log a[b,k] with a = (1/m) Σ_τ M·p^β / max(t̂_τ, 1e-8) (§3.4 step 2, S7).
+    """log a[b,k] with a = (1/m) Σ_τ M·p^β / max(t̂_τ, 1e-8) (§3.4 step 2, S7), computed in log space.
 
-    ``drop_underflow=False``: computed in log space (logsumexp of β·logp − log t̂), so a > 0 for every token
-    masked in ≥ 1 sample. ``drop_underflow=True`` (the official code): a is formed in float32 as
-    mean_τ(exp(logp)^β·M/t̂), U = {k : a[k] > 0}, so a token whose p^β underflows to 0 in every sample that
-    masked it (β = 1.5: logp ≲ −69) leaves U and takes no part in the bound.
+    U = tokens masked in ≥ 1 sample. ``drop_underflow=True`` applies the official code's rule on top: there a is
+    formed in float32 as mean_τ(exp(logp)^β·M/t̂) and U = {k : a[k] > 0}, so a token whose p^β underflows to 0
+    in every sample that masked it (β = 1.5: logp ≲ −69) leaves U and takes no part in the bound. Only the
+    membership is taken from the fp32 form; the kept log a stay the log-space values (equal up to rounding, and
+    with a finite backward where the fp32 a is denormal).
 
     Returns:
         (log_a FloatTensor [B, L] — 0 where U is False, U BoolTensor [B, L] = tokens in the bound).
@@ -159,14 +160,12 @@ def eubo_token_terms(logp: torch.Tensor, masked: torch.Tensor, completion_mask: 
     M, _ = _bound_inputs(masked, completion_mask)
     m = logp.shape[1]
     t_hat = empirical_ratio(masked, completion_mask).clamp(min=_EPS)  # [B, m]
-    if drop_underflow:
-        # p^β in float32, 0 where it underflows (as exp(logp)^β does; exp(β·logp) keeps the backward finite for β < 1)
-        p_beta = torch.exp(beta * logp.float())  # [B, m, L]
-        a = (torch.where(M, p_beta, 0.0) / t_hat.unsqueeze(-1)).sum(1) / m  # [B, L]
-        U = a > 0  # [B, L]
-        return torch.log(torch.where(U, a, 1.0)), U
     x = beta * logp - torch.log(t_hat).unsqueeze(-1)  # [B, m, L] log of p^β / t̂
     U = M.any(dim=1)  # [B, L]
+    if drop_underflow:
+        with torch.no_grad():
+            p_beta = torch.exp(logp.detach().float()) ** beta  # [B, m, L] fp32, 0 on underflow
+            U = U & ((torch.where(M, p_beta, 0.0) / t_hat.unsqueeze(-1)).sum(1) > 0)  # [B, L]
     # −inf for unmasked samples; rows with no masked sample get 0s so logsumexp's backward stays finite
     x = torch.where(M, x, float("-inf"))
     x = torch.where(U.unsqueeze(1), x, 0.0)

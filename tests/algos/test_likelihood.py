@@ -227,3 +227,50 @@ def test_eubo_rejects_nonpositive_beta() -> None:
     logp, masked, cmask = _sheet()
     with pytest.raises(ValueError, match="beta"):
         eubo_estimate(logp, masked, cmask, beta=0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# EUBO under fp32 underflow: the official code vs the log-space estimator
+# --------------------------------------------------------------------------------------------------
+
+
+def _official_eubo(logp: torch.Tensor, masked: torch.Tensor, cmask: torch.Tensor, beta: float) -> torch.Tensor:
+    """Hand transcription of the official EUBO: p = exp(logp) in fp32, a = (1/m) Σ_τ p^β·M/t̂, U = {a > 0},
+    EUBO = (1/β)·Σ_{k∈U} log a / max(|U|, 1e-8)."""
+    M = masked & cmask.unsqueeze(1)
+    t_hat = (M.float().sum(-1) / cmask.float().sum(-1, keepdim=True)).clamp(min=1e-8)  # [B, m]
+    p = torch.exp(logp.float())
+    a = (p ** beta * M.float() / t_hat.unsqueeze(-1)).mean(1)  # [B, L]
+    U = a > 0
+    log_a = torch.log(torch.where(U, a, torch.ones_like(a)))
+    return log_a.sum(-1) / beta / U.float().sum(-1).clamp(min=1e-8)
+
+
+def test_eubo_drop_underflow_reproduces_the_official_fp32_rule() -> None:
+    # B = 1, m = 2, L = 3: sample 0 masks every token (t̂ = 1), sample 1 masks k = 0 (t̂ = 1/3); token 2 has
+    # logp = −75, so p^1.5 = e^−112.5 underflows to 0 in fp32
+    logp = torch.tensor([[[LOG(0.5), LOG(0.25), -75.0], [LOG(0.5), -9.0, -9.0]]], requires_grad=True)
+    masked = torch.tensor([[[True, True, True], [True, False, False]]])
+    cmask = torch.ones(1, 3, dtype=torch.bool)
+    beta = 1.5
+    # a0 = (0.5^1.5/1 + 0.5^1.5·3)/2 = 2·0.5^1.5, a1 = 0.25^1.5/2, a2 = 0 -> |U| = 2
+    expected = (LOG(2 * 0.5 ** 1.5) + LOG(0.25 ** 1.5 / 2)) / beta / 2  # ≈ −1.040
+    official = _official_eubo(logp.detach(), masked, cmask, beta)
+    got = eubo_estimate(logp, masked, cmask, beta=beta, drop_unmasked_tokens=True, drop_underflow=True)
+    torch.testing.assert_close(got.detach(), official)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # the log-space estimator keeps token 2: log a2 = −112.5 − log 2, |U| = 3
+    kept = eubo_estimate(logp, masked, cmask, beta=beta, drop_unmasked_tokens=True, drop_underflow=False)
+    assert kept.item() == pytest.approx((LOG(2 * 0.5 ** 1.5) + LOG(0.25 ** 1.5 / 2) - 112.5 - LOG(2)) / beta / 3,
+                                        rel=1e-5)  # ≈ −25.85
+    got.sum().backward()
+    assert torch.isfinite(logp.grad).all() and logp.grad[0, 0, 2] == 0  # the dropped token gets no gradient
+    assert logp.grad[0, 0, 1] != 0
+
+
+def test_eubo_drop_underflow_backward_is_finite_for_beta_below_one() -> None:
+    logp = torch.tensor([[[-200.0, LOG(0.5)]]], requires_grad=True)
+    masked = torch.ones(1, 1, 2, dtype=torch.bool)
+    out = eubo_estimate(logp, masked, torch.ones(1, 2, dtype=torch.bool), beta=0.5, drop_underflow=True)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(logp.grad).all()
