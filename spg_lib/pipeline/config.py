@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from spg_lib.config import ConfigError, apply_overrides, from_dict, param, read_yaml_mapping, to_dict
 from spg_lib.pipeline.base_model import BaseModelConfig
@@ -77,30 +77,34 @@ class PipelineConfig:
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PipelineConfig))
-_SECTION_TYPES: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(PipelineConfig)}
+
+
+def _paths(cls: type, prefix: str = "") -> dict[str, bool]:
+    """Every dotted path of dataclass ``cls`` -> whether it is a leaf (not a nested section)."""
+    out: dict[str, bool] = {}
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        nested = dataclasses.is_dataclass(f.default_factory)
+        out[path] = not nested
+        if nested:
+            out.update(_paths(f.default_factory, path + "."))
+    return out
 
 
 def _check_paths(overrides: list[str]) -> None:
-    """Refuse an override whose path does not start with a section, naming the full path when it is unique."""
+    """Refuse an override whose path is not in the tree, naming the full path(s) it is a suffix of."""
+    paths = _paths(PipelineConfig)
     for item in overrides:
+        if "=" not in item:
+            continue  # apply_overrides names the KEY=VALUE form
         key = item.split("=", 1)[0].strip()
-        head = key.split(".", 1)[0]
-        if "=" not in item or head in SECTIONS:
-            continue
-        owners = [s for s in SECTIONS if _has_path(_SECTION_TYPES[s], key.split("."))]
-        hint = (f"; did you mean {' or '.join(f'{s}.{key}' for s in owners)}?" if owners
+        parts = key.split(".")
+        if key in paths or any(paths.get(".".join(parts[:i])) for i in range(1, len(parts))):
+            continue  # an existing path, or one below a leaf (a mapping value: the loader types it)
+        owners = sorted(p for p in paths if p.endswith("." + key))
+        hint = (f"; did you mean {' or '.join(owners)}?" if owners
                 else f"; paths start with a section: {', '.join(SECTIONS)}")
-        raise ConfigError(f"override {item!r}: {head!r} is not a section of params.yaml{hint}")
-
-
-def _has_path(cls: Any, parts: list[str]) -> bool:
-    for part in parts:
-        fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
-        if part not in fields:
-            return False
-        f = fields[part]
-        cls = f.default_factory if f.default_factory is not dataclasses.MISSING else None
-    return True
+        raise ConfigError(f"override {item!r}: {key!r} is not a path of params.yaml{hint}")
 
 
 def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
