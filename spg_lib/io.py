@@ -77,9 +77,9 @@ def _existing_file(path: PathLike, what: str, hint: str) -> Path:
     p = Path(path)
     suffix = f" ({hint})" if hint else ""
     if not p.exists():
-        raise MissingInputError(f"{p}: {what} does not exist{suffix}")
+        raise MissingInputError(f"{what} {p} does not exist{suffix}")
     if not p.is_file():
-        raise InputError(f"{p}: {what} is not a file{suffix}")
+        raise InputError(f"{what} {p} is not a file{suffix}")
     return p
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spg_lib.tasks.io import atomic_write, atomic_write_json, read_table
+from spg_lib.io import atomic_write, atomic_write_json, read_json, read_jsonl
 from spg_lib.tasks.metrics import read_metrics
 
 __all__ = ["ProtocolMismatchError", "accuracy_by_length", "format_table", "report", "reward_curve", "summarize"]
@@ -31,20 +30,11 @@ class ProtocolMismatchError(ValueError):
     """Base and trained evaluations used different protocols, so their accuracies don't compare."""
 
 
-def _read_json(path: str | Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: {what} not found (did its stage run?)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return data
+_RAN = "did its stage run?"
 
 
 def _jsonl_rows(path: str | Path) -> list[dict[str, Any]]:
-    return read_table(path, allow_empty=True).rows  # line-numbered errors for malformed lines
+    return [row for _, row in read_jsonl(path, hint=_RAN)]  # line-numbered errors for malformed lines
 
 
 def reward_curve(train_log: str | Path | list[dict[str, Any]]) -> list[dict[str, float]]:
@@ -101,7 +91,7 @@ def summarize(base: str | Path, trained: str | Path, train_log: str | Path, out_
     reward_last = sum(r["reward"] for r in last) / len(last) if last else float("nan")
     wall = 0.0
     for path in timings:
-        wall += float(_read_json(path, "stage timing").get("wall_time_s", 0.0))
+        wall += float(read_json(path, what="stage timing", hint=_RAN).get("wall_time_s", 0.0))
     wall += b.wall_time_s + t.wall_time_s
     summary = {
         "task": t.protocol.task,
@@ -151,10 +141,10 @@ def format_table(summary: dict[str, Any]) -> str:
 
 def report(summary_path: str | Path, registered_path: str | Path | None = None) -> str:
     """The end-of-run report: the results table, then where the MLflow run and registered model are."""
-    summary = _read_json(summary_path, "run summary")
+    summary = read_json(summary_path, what="run summary", hint=_RAN)
     lines = ["Results (same test split and protocol for both models):", format_table(summary)]
     if registered_path and Path(registered_path).exists():
-        reg = _read_json(registered_path, "registration record")
+        reg = read_json(registered_path, what="registration record", hint=_RAN)
         lines.append("MLflow:")
         for key, label in (("tracking_uri", "tracking URI"), ("run_id", "run"), ("model_uri", "model"),
                            ("name", "registered model"), ("version", "version"), ("aliases", "aliases")):

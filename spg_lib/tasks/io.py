@@ -1,16 +1,20 @@
-"""Reading task data (local JSONL/JSON/CSV/parquet, ``s3://``, Hugging Face hub) and atomic writes.
-
-Every reader returns a `Table`: the rows plus, for each row, where it came from
-(``file:line``), so that any later validation error can name the file and line. Bad input raises
-`DataError` (a ValueError) with that location. Writers go through a temporary file in the same
-directory and `os.replace`, so a crash never leaves a half-written output behind.
+"""Task data through Hugging Face `datasets`, with the location of every row for errors, and the manifest.
 
 Sources accepted by `load_source`:
-  * a local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``) or a directory holding
-    ``{split}.{jsonl,json,csv,parquet}``;
-  * ``s3://bucket/key`` (needs ``fsspec`` with ``s3fs``, or ``boto3``);
-  * ``hf://owner/name`` or ``owner/name`` (needs ``datasets``, or falls back to downloading the
-    parquet files of the split with ``huggingface_hub``); ``owner/name:config`` picks a config.
+  * a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file, or a directory holding ``{split}.<suffix>``;
+  * ``s3://bucket/key.<suffix>``, read through fsspec / s3fs with the endpoint, region, retries and credentials of
+    `spg_lib.storage.s3` (the AWS_* environment);
+  * ``hf://owner/name[@revision]`` or ``owner/name`` (``:config`` suffix optional), from the Hugging Face hub.
+
+`datasets` parses and caches the files (under ``HF_DATASETS_CACHE``); what it does not do stays here: the location
+of every row (``file:line`` for JSON Lines and CSV, ``file: item i`` / ``row i`` otherwise) so that later
+validation errors name it, one-line `DataError` messages for unreadable files (a malformed JSON line is named by
+its line), CSV cells kept as strings (Sudoku puzzles keep their leading zeros), the official ``{"generations":
+[...]}`` JSON layout, atomic writes, and the manifest. Keys whose value is null are dropped from rows (`datasets`
+gives every row every column of the file, null where a row lacks it), so "missing" and "null" read the same.
+
+A split's content hash is its `datasets` fingerprint (`Table.fingerprint`): a hash of the loaded rows, the same
+whatever the file's path, time stamps or byte layout.
 """
 
 from __future__ import annotations
@@ -18,36 +22,51 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import hashlib
-import json
+import functools
 import os
-import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from spg_lib.io import (
+    InputError,
+    URIError,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_jsonl,
+    is_hub_id,
+    parse_uri,
+    read_json,
+    read_jsonl,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
     "DataError",
     "Table",
-    "atomic_write",
-    "atomic_write_json",
-    "atomic_write_jsonl",
+    "fingerprint",
     "load_source",
     "read_table",
-    "sha256_file",
     "write_manifest",
     "write_rows",
 ]
 
 # Version of the prepared-data layout (fields of the train/test rows + manifest.json).
-SCHEMA_VERSION = 1
-_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+SCHEMA_VERSION = 2
+_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Malformed or missing task data; the message names the file (and line when known)."""
+
+
+def fingerprint(rows: list[Mapping[str, Any]]) -> str:
+    """The `datasets` fingerprint of `rows` as an in-memory dataset (a content hash of the rows)."""
+    import datasets
+    from datasets.fingerprint import generate_fingerprint
+
+    return str(generate_fingerprint(datasets.Dataset.from_list([dict(r) for r in rows])))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,164 +83,147 @@ class Table:
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(zip(self.locations, self.rows))
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """`fingerprint(self.rows)`."""
+        return fingerprint(self.rows)
+
 
 # ----------------------------------------------------------------------------------------------
-# local readers
+# reading through datasets
 # ----------------------------------------------------------------------------------------------
-def _read_jsonl(path: Path) -> Table:
-    rows, locs = [], []
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            rows.append(obj)
-            locs.append(f"{path}:{lineno}")
-    return Table(str(path), rows, locs)
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """No progress bars while `datasets` converts a file (instant for task data); restored afterwards."""
+    import datasets
 
-
-def _read_json(path: Path) -> Table:
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
-    if isinstance(obj, dict) and isinstance(obj.get("generations"), list):
-        obj = obj["generations"]  # the official eval output layout
-    if not isinstance(obj, list):
-        raise DataError(f"{path}: expected a JSON list of objects (or {{'generations': [...]}})")
-    for i, row in enumerate(obj):
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: item {i}: expected a JSON object, got {type(row).__name__}")
-    return Table(str(path), obj, [f"{path}: item {i}" for i in range(len(obj))])
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
 
 
-def _read_csv(path: Path) -> Table:
-    # every cell stays a string (Sudoku puzzles keep their leading zeros)
-    rows, locs = [], []
-    with path.open("r", encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None:
-            raise DataError(f"{path}: empty dataset (no CSV header)")
+def _cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _open(url: str, options: Mapping[str, Any]) -> Any:
+    import fsspec
+
+    return fsspec.open(url, "rt", encoding="utf-8", newline="", **options)
+
+
+def _line_numbers(url: str, suffix: str, options: Mapping[str, Any]) -> list[int]:
+    """The line on which each row of a JSON Lines or CSV file starts (blank lines and the CSV header skipped)."""
+    with _open(url, options) as f:
+        if suffix == ".jsonl":
+            return [n for n, line in enumerate(f, start=1) if line.strip()]
+        reader = csv.reader(f)
+        next(reader, None)
+        lines, start = [], reader.line_num + 1
         for row in reader:
-            if None in row:
-                raise DataError(f"{path}:{reader.line_num}: more cells than header columns")
-            rows.append(dict(row))
-            locs.append(f"{path}:{reader.line_num}")
-    return Table(str(path), rows, locs)
+            if row:
+                lines.append(start)
+            start = reader.line_num + 1
+        return lines
 
 
-def _read_parquet(path: Path) -> Table:
+def _diagnose(path: Path, suffix: str) -> None:
+    """Raise a `DataError` naming the bad line (JSON Lines) or layout (JSON) of a file `datasets` could not read."""
     try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:  # pragma: no cover - pyarrow is a dependency
-        raise DataError(f"{path}: reading parquet needs pyarrow") from exc
+        if suffix == ".jsonl":
+            read_jsonl(path)
+        elif suffix == ".json":
+            value = read_json(path, expect=None)
+            if isinstance(value, dict) and isinstance(value.get("generations"), list):
+                value = value["generations"]
+            if not isinstance(value, list):
+                raise DataError(f"{path}: expected a JSON list of objects (or {{'generations': [...]}})")
+            for i, row in enumerate(value):
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}: item {i}: expected a JSON object, got {type(row).__name__}")
+    except InputError as exc:
+        raise DataError(str(exc)) from None
+
+
+def _load_file(url: str, label: str, options: Mapping[str, Any], *, allow_empty: bool) -> Table:
+    """Rows of one local or s3:// data file (`label` is how messages name it)."""
+    import datasets
+
+    suffix = Path(url.split("?")[0]).suffix.lower()
+    if suffix not in _BUILDERS:
+        raise DataError(f"{label}: unsupported file type {suffix!r} (use one of {', '.join(_BUILDERS)})")
+    kwargs: dict[str, Any] = {"storage_options": dict(options)} if options else {}
+    if suffix in (".jsonl", ".json", ".csv"):
+        with _open(url, options) as f:
+            head = f.read(1 << 16)
+        if not head.strip():
+            if allow_empty:
+                return Table(label, [], [])
+            raise DataError(f"{label}: empty dataset (no rows)")
+        if suffix == ".csv":  # every cell a string, empty cells "" (not NaN)
+            header = next(csv.reader(head.splitlines()), [])
+            kwargs.update(features=datasets.Features({name: datasets.Value("string") for name in header}),
+                          keep_default_na=False)
+        if suffix == ".json" and head.lstrip().startswith("{"):
+            kwargs["field"] = "generations"  # the official evaluation output layout
     try:
-        rows = pq.read_table(path).to_pylist()
-    except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise DataError(f"{path}: cannot read parquet ({exc})") from exc
-    return Table(str(path), rows, [f"{path}: row {i + 1}" for i in range(len(rows))])
+        with _quiet_progress():
+            rows = datasets.load_dataset(_BUILDERS[suffix], data_files=url, split="train", **kwargs).to_list()
+    except Exception as exc:
+        if not options:  # a local file: name the line, or what is wrong with the layout
+            _diagnose(Path(url), suffix)
+        raise DataError(f"{label}: cannot read {suffix} data ({_cause(exc)})") from None
+    rows = [{k: v for k, v in row.items() if v is not None} for row in rows]
+    if suffix in (".jsonl", ".csv"):
+        lines = _line_numbers(url, suffix, options)
+        locations = ([f"{label}:{n}" for n in lines] if len(lines) == len(rows)
+                     else [f"{label}: row {i + 1}" for i in range(len(rows))])
+    elif suffix == ".json":
+        locations = [f"{label}: item {i}" for i in range(len(rows))]
+    else:
+        locations = [f"{label}: row {i + 1}" for i in range(len(rows))]
+    if not rows and not allow_empty:
+        raise DataError(f"{label}: empty dataset (no rows)")
+    return Table(label, rows, locations)
 
 
 def read_table(path: str | os.PathLike[str], *, allow_empty: bool = False) -> Table:
-    """Read a local ``.jsonl``/``.json``/``.csv``/``.parquet`` file.
+    """Read a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file.
 
     Raises:
         DataError: missing file, unknown suffix, malformed content, or no rows.
     """
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{p}: no such file")
-    suffix = p.suffix.lower()
-    readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
-    if suffix not in readers:
-        raise DataError(f"{p}: unsupported file type {suffix!r} (use one of {', '.join(_SUFFIXES)})")
-    table = readers[suffix](p)
-    if not table.rows and not allow_empty:
-        raise DataError(f"{p}: empty dataset (no rows)")
-    return table
+        raise DataError(f"data file {p} {'is not a file' if p.exists() else 'does not exist'}")
+    return _load_file(str(p), str(p), {}, allow_empty=allow_empty)
 
 
-# ----------------------------------------------------------------------------------------------
-# remote sources
-# ----------------------------------------------------------------------------------------------
-def _load_s3(uri: str) -> Table:
-    suffix = Path(uri.split("?")[0]).suffix.lower()
-    if suffix not in _SUFFIXES:
-        raise DataError(f"{uri}: unsupported file type {suffix!r} (use one of {', '.join(_SUFFIXES)})")
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / f"data{suffix}"
-        try:
-            import fsspec
+def _load_hub(repo: str, revision: str | None, split: str, config: str | None) -> Table:
+    import datasets
 
-            with fsspec.open(uri, "rb") as src, local.open("wb") as dst:
-                dst.write(src.read())
-        except ImportError:
-            try:
-                import boto3
-            except ImportError:
-                raise DataError(
-                    f"{uri}: reading s3:// needs fsspec+s3fs or boto3 (pip install s3fs), "
-                    "or download the file and pass a local path"
-                ) from None
-            bucket, _, key = uri[len("s3://") :].partition("/")
-            boto3.client("s3").download_file(bucket, key, str(local))
-        except ValueError as exc:  # fsspec: protocol not available (s3fs missing)
-            raise DataError(f"{uri}: cannot open ({exc}); install s3fs or pass a local path") from exc
-        table = read_table(local)
-    return Table(uri, table.rows, [loc.replace(str(local), uri) for loc in table.locations])
-
-
-def _load_hub(repo: str, split: str, config: str | None) -> Table:
+    label = f"hf://{repo}" + (f"@{revision}" if revision else "")
     try:
-        import datasets  # type: ignore[import-not-found]
-    except ImportError:
-        datasets = None
-    if datasets is not None:
-        ds = datasets.load_dataset(repo, config, split=split)
-        rows = [dict(r) for r in ds]
-        return Table(f"hf://{repo}", rows, [f"hf://{repo}[{split}] row {i + 1}" for i in range(len(rows))])
-    try:
-        from huggingface_hub import HfApi, hf_hub_download
-    except ImportError:
-        raise DataError(
-            f"hf://{repo}: loading from the Hugging Face hub needs `datasets` (pip install datasets) "
-            "or huggingface_hub; or pass a local path / s3:// URI"
-        ) from None
-    try:
-        files = HfApi().list_repo_files(repo, repo_type="dataset")
-    except Exception as exc:  # network / auth / not found
-        raise DataError(
-            f"hf://{repo}: cannot list the dataset repository ({exc}); install datasets or pass a "
-            "local path / s3:// URI"
-        ) from exc
-    wanted = [
-        f
-        for f in files
-        if f.endswith(".parquet")
-        and Path(f).name.startswith(split)
-        and (config is None or f"/{config}/" in f"/{f}" or f.startswith(f"{config}/"))
-    ]
-    if not wanted:
-        raise DataError(f"hf://{repo}: no parquet files for split {split!r} (config {config!r})")
-    rows: list[dict[str, Any]] = []
-    locs: list[str] = []
-    for f in sorted(wanted):
-        t = _read_parquet(Path(hf_hub_download(repo, f, repo_type="dataset")))
-        rows.extend(t.rows)
-        locs.extend(f"hf://{repo}/{f} row {i + 1}" for i in range(len(t.rows)))
-    return Table(f"hf://{repo}", rows, locs)
+        ds = datasets.load_dataset(repo, config, split=split, revision=revision)
+    except Exception as exc:  # network, authentication, unknown repo / config / split
+        raise DataError(f"{label}: cannot load split {split!r} from the Hugging Face hub ({_cause(exc)}); "
+                        "pass a local path or an s3:// URI instead") from None
+    rows = [{k: v for k, v in row.items() if v is not None} for row in ds.to_list()]
+    return Table(label, rows, [f"{label}[{split}] row {i + 1}" for i in range(len(rows))])
 
 
 def load_source(source: str, *, split: str, config: str | None = None) -> Table:
     """Load the rows of `split` from a local path, ``s3://`` URI or hub dataset id.
 
     Args:
-        source: file, directory (holding ``{split}.jsonl`` etc.), ``s3://…``, ``hf://owner/name``
+        source: file, directory (holding ``{split}.jsonl`` etc.), ``s3://…``, ``hf://owner/name[@revision]``
             or ``owner/name`` (``:config`` suffix optional).
         split: split name (used for directories and hub datasets).
         config: hub dataset config (overridden by a ``:config`` suffix).
@@ -231,91 +233,55 @@ def load_source(source: str, *, split: str, config: str | None = None) -> Table:
     """
     if not source:
         raise DataError("empty data source")
-    if source.startswith("s3://"):
-        table = _load_s3(source)
-    else:
-        p = Path(source)
-        if p.is_dir():
-            candidates = [p / f"{split}{s}" for s in _SUFFIXES]
+    head, sep, named = source.rpartition(":")
+    if sep and head and named and "/" not in named and not source.startswith(("s3:", "file:")) \
+            and not Path(source).exists():
+        source, config = head, named  # "owner/name:config"
+    try:
+        uri = parse_uri(source)
+    except URIError as exc:
+        raise DataError(str(exc)) from None
+    if uri.scheme == "s3":
+        from spg_lib.storage.s3 import fsspec_options
+
+        table = _load_file(uri.canonical, uri.canonical, fsspec_options(), allow_empty=False)
+    elif uri.scheme == "hf":
+        table = _load_hub(uri.repo_id, uri.revision, split, config)
+    elif uri.scheme == "file" and uri.path is not None:
+        path = Path(source).expanduser() if uri.is_plain_path else uri.path  # messages name the path as given
+        if path.is_dir():
+            candidates = [path / f"{split}{s}" for s in _BUILDERS]
             found = [c for c in candidates if c.is_file()]
             if not found:
-                raise DataError(f"{p}: directory has none of {', '.join(c.name for c in candidates)}")
+                raise DataError(f"{path}: directory has none of {', '.join(c.name for c in candidates)}")
             table = read_table(found[0])
-        elif p.exists() or p.suffix.lower() in _SUFFIXES or source.startswith((".", "/", "~")):
-            table = read_table(p.expanduser())
+        elif (uri.is_plain_path and not path.exists() and source.count("/") == 1 and is_hub_id(source)
+              and path.suffix.lower() not in _BUILDERS):
+            table = _load_hub(source, None, split, config)  # "owner/name"
         else:
-            repo = source.removeprefix("hf://")
-            if ":" in repo:
-                repo, config = repo.split(":", 1)
-            if repo.count("/") > 1 or not repo:
-                raise DataError(f"{source}: not a file, directory, s3:// URI or hub dataset id")
-            table = _load_hub(repo, split, config)
+            table = read_table(path)
+    else:
+        raise DataError(f"{source}: not a data source (a file, directory, s3:// URI or hub dataset id)")
     if not table.rows:
         raise DataError(f"{source}: empty dataset (no rows)")
     return table
 
 
 # ----------------------------------------------------------------------------------------------
-# atomic writers
+# writing
 # ----------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[Any]:
-    """Open a temporary sibling of `path` for writing; `os.replace` it into place on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write `obj` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
-    with atomic_write(path) as f:
-        f.write(text)
-
-
-def atomic_write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
-    """Write one JSON object per line, atomically; returns the number of rows."""
-    n = 0
-    with atomic_write(path) as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
-
 def write_rows(path: str | os.PathLike[str], rows: list[Mapping[str, Any]]) -> int:
     """Write rows as ``.jsonl`` or ``.parquet`` (by suffix), atomically; returns the row count."""
     p = Path(path)
     if p.suffix == ".jsonl":
         return atomic_write_jsonl(p, rows)
     if p.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import datasets
 
         with atomic_write(p, "wb") as f:
-            pq.write_table(pa.Table.from_pylist([dict(r) for r in rows]), f)
+            datasets.Dataset.from_list([dict(r) for r in rows]).to_parquet(f)
         return len(rows)
     raise ValueError(f"{p}: output must end in .jsonl or .parquet")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_manifest(
@@ -323,27 +289,25 @@ def write_manifest(
     files: Mapping[str, tuple[str | os.PathLike[str], int]],
     **extra: Any,
 ) -> dict[str, Any]:
-    """Write ``manifest.json`` in `out_dir`: schema version, file rows/bytes/sha256, `extra`.
+    """Write ``manifest.json`` in `out_dir`: schema version, each file's rows, bytes and `datasets` fingerprint
+    (of its rows as read back), and `extra`.
 
     Args:
         out_dir: directory holding the files.
         files: split name -> (path, number of rows).
         extra: JSON-serialisable metadata (task, source, seed, ...).
+    Raises:
+        DataError: a file does not hold the number of rows it was written with.
     """
-    out = Path(out_dir)
-    manifest: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "created_unix": int(time.time()),
-        **extra,
-        "files": {
-            split: {
-                "path": Path(p).name,
-                "rows": int(n),
-                "bytes": Path(p).stat().st_size,
-                "sha256": sha256_file(p),
-            }
-            for split, (p, n) in files.items()
-        },
-    }
-    atomic_write_json(out / "manifest.json", manifest)
+    entries = {}
+    for split, (path, n) in files.items():
+        table = read_table(path, allow_empty=True)
+        if len(table) != n:
+            raise DataError(f"{path}: holds {len(table)} rows, {n} were written")
+        entries[split] = {"path": Path(path).name, "rows": int(n), "bytes": Path(path).stat().st_size,
+                          "fingerprint": table.fingerprint}
+    manifest: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "created_unix": int(time.time()), **extra,
+                                "files": entries}
+    atomic_write_json(Path(out_dir) / "manifest.json", manifest)
     return manifest
+

@@ -22,9 +22,9 @@ import math
 import os
 import typing
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
+from spg_lib.io import InputError, read_json
 from spg_lib.tasks.base import MODES, PROMPT_STYLES, Mode, PromptStyle
 
 __all__ = ["METRICS_SCHEMA_VERSION", "PROTOCOL_KEYS", "REMASKING", "EvalMetrics", "EvalProtocol", "MetricsError",
@@ -35,7 +35,7 @@ Remasking = Literal["low_confidence", "random"]  # the block sampler's remasking
 REMASKING: tuple[str, ...] = typing.get_args(Remasking)
 
 
-class MetricsError(ValueError):
+class MetricsError(InputError):
     """A metrics file or record does not follow the schema; the message names the file and the field."""
 
 
@@ -185,12 +185,8 @@ class EvalMetrics:
 
 def read_metrics(path: str | os.PathLike[str]) -> EvalMetrics:
     """The `EvalMetrics` in ``metrics.json`` file `path`; MetricsError (one line naming the file) otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise MetricsError(f"metrics file {path} does not exist (did its evaluate stage run?)" if not path.exists()
-                           else f"metrics file {path} is not a file")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MetricsError(f"metrics file {path}: not valid JSON ({exc})") from None
+        data = read_json(path, what="metrics file", hint="did its evaluate stage run?")
+    except InputError as exc:
+        raise MetricsError(str(exc)) from None
     return EvalMetrics.from_dict(data, f"metrics file {path}")

@@ -1,4 +1,5 @@
-"""Data loading errors name file and line; writes are atomic; prepared data has a manifest."""
+"""Data loading (through `datasets`) names file and line in errors; prepared data has a manifest with each split's
+fingerprint; Countdown from the hub layout is selected as the official code does."""
 
 import json
 import os
@@ -6,7 +7,7 @@ import os
 import pytest
 
 from spg_lib.tasks import DataError, get_task, list_tasks
-from spg_lib.tasks.io import atomic_write, load_source, read_table, sha256_file
+from spg_lib.tasks.io import fingerprint, load_source, read_table
 from spg_lib.tasks.prepare import prepare_data
 from spg_lib.tasks.prompts import FEW_SHOT, SUDOKU_SYSTEM_PROMPT
 from spg_lib.tasks.sudoku import all_solutions, count_solutions, generate_puzzles
@@ -44,36 +45,79 @@ def test_empty_and_missing(tmp_path):
     (tmp_path / "e.jsonl").write_text("\n")
     with pytest.raises(DataError, match="empty dataset"):
         read_table(tmp_path / "e.jsonl")
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match=r"data file .*missing\.jsonl does not exist"):
         read_table(tmp_path / "missing.jsonl")
     with pytest.raises(DataError, match="unsupported file type"):
         (tmp_path / "x.txt").write_text("a")
         read_table(tmp_path / "x.txt")
 
 
-def test_hub_without_datasets_is_clear(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def fake_import(name, *a, **k):
-        if name in ("datasets", "huggingface_hub"):
-            raise ImportError(name)
-        return real_import(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
-    with pytest.raises(DataError, match=r"install|datasets"):
-        load_source("openai/gsm8k", split="test", config="main")
+def test_hub_id_offline_is_one_clear_error():
+    # (tests/conftest.py switches the Hugging Face libraries offline: the hub path runs, without the network)
+    with pytest.raises(DataError, match=r"hf://openai/gsm8k: cannot load split 'test' from the Hugging Face hub.*"
+                                        r"local path"):
+        load_source("openai/gsm8k:main", split="test")
 
 
-def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "out.jsonl"
-    target.write_text("old\n")
-    with pytest.raises(RuntimeError), atomic_write(target) as f:
-        f.write("half")
-        raise RuntimeError("crash")
-    assert target.read_text() == "old\n"
-    assert os.listdir(tmp_path) == ["out.jsonl"]
+def test_formats_locations_and_null_fields(tmp_path):
+    (tmp_path / "a.jsonl").write_text('\n{"q": "x", "n": 1}\n\n{"q": "y"}\n')
+    t = read_table(tmp_path / "a.jsonl")
+    assert t.rows == [{"q": "x", "n": 1}, {"q": "y"}]  # datasets' null for the missing "n" is dropped
+    assert t.locations == [f"{tmp_path}/a.jsonl:2", f"{tmp_path}/a.jsonl:4"]
+    (tmp_path / "c.csv").write_text('Puzzle,Note\n0012,"two\nlines"\n\n0340,\n')
+    t = read_table(tmp_path / "c.csv")
+    assert t.rows == [{"Puzzle": "0012", "Note": "two\nlines"}, {"Puzzle": "0340", "Note": ""}]  # strings kept
+    assert [loc.rsplit(":", 1)[1] for loc in t.locations] == ["2", "5"]
+    (tmp_path / "g.json").write_text(json.dumps({"generations": [{"completion": "a"}, {"completion": "b"}]}))
+    assert [loc.split(": ")[1] for loc in read_table(tmp_path / "g.json").locations] == ["item 0", "item 1"]
+    (tmp_path / "bad.json").write_text('{"rows": []}')
+    with pytest.raises(DataError, match=r"bad\.json: expected a JSON list of objects"):
+        read_table(tmp_path / "bad.json")
+    assert load_source(str(tmp_path), split="a").rows == read_table(tmp_path / "a.jsonl").rows  # {split}.jsonl
+    assert len(load_source(f"file://localhost{tmp_path}/c.csv", split="train")) == 2
+
+
+def test_fingerprint_is_a_content_hash(tmp_path):
+    rows = [{"question": "q1", "answer": "1"}, {"question": "q2", "answer": "2"}]
+    from spg_lib.tasks.io import write_rows
+
+    write_rows(tmp_path / "a.jsonl", rows)
+    write_rows(tmp_path / "b.parquet", rows)
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(r, indent=None, separators=(", ", ": ")) for r in rows))
+    prints = {read_table(tmp_path / name).fingerprint for name in ("a.jsonl", "b.parquet", "c.jsonl")}
+    assert prints == {fingerprint(rows)}  # path, format and byte layout do not matter
+    assert fingerprint(rows[:1]) != fingerprint(rows) != fingerprint([rows[0], {**rows[1], "answer": "3"}])
+
+
+def _hub_rows(n3: int, n4: int) -> list[dict]:
+    """Rows in the layout of Jiayi-Pan/Countdown-Tasks-3to4: target + nums (3 or 4 numbers), interleaved."""
+    rows = [{"target": 10 + i, "nums": [i + 1, i + 2, i + 3]} for i in range(n3)]
+    for j in range(n4):
+        rows.insert(3 * j, {"target": 99, "nums": [1, 2, 3, 4 + j]})
+    return rows
+
+
+def test_countdown_hub_layout_is_selected_as_the_official_code_does(tmp_path):
+    import datasets
+
+    path = tmp_path / "countdown_hub.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _hub_rows(n3=530, n4=40)))
+    task = get_task("countdown")
+    got = task.load_split(str(path), "train")
+    # the official selection, transcribed: filter to 3 numbers, shuffle(seed=42), drop the last 500
+    official = datasets.load_dataset("json", data_files=str(path), split="train")
+    official = official.filter(lambda x: len(x["nums"]) == 3).shuffle(seed=42)
+    official = official.select(range(0, len(official) - 500))
+    assert [(e["numbers"], e["target"]) for e in got] == [(r["nums"], r["target"]) for r in official]
+    assert len(got) == 30 and [(e["numbers"], e["target"]) for e in got] != [
+        (r["nums"], r["target"]) for r in _hub_rows(30, 0)]  # shuffled, not the first 30
+    assert len(task.load_split(str(path), "test")) == 530  # no hold-out outside the training split
+    path.write_text("".join(json.dumps(r) + "\n" for r in _hub_rows(n3=500, n4=3)))
+    with pytest.raises(DataError, match="500 rows with 3 numbers.*leaves none"):
+        task.load_split(str(path), "train")
+    path.write_text(json.dumps({"target": 5, "nums": [1, "x", 3]}) + "\n")
+    with pytest.raises(DataError, match=r"countdown_hub\.jsonl:1: numbers must be a list of ints"):
+        task.load_split(str(path), "train")
 
 
 def test_sudoku_enumeration_and_uniqueness():
@@ -92,8 +136,8 @@ def test_prepare_sudoku_disjoint(tmp_path, data_dir):
     test = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()]
     assert len(train) == 300 and len(test) == 256
     assert not {r["solution"] for r in train} & {r["solution"] for r in test}
-    assert m["files"]["train"]["sha256"] == sha256_file(out / "train.jsonl")
-    assert m["files"]["test"]["rows"] == 256 and m["schema_version"] == 1
+    assert m["files"]["train"]["fingerprint"] == fingerprint(train)
+    assert m["files"]["test"]["rows"] == 256 and m["schema_version"] == 2
     assert train[0]["prompt"].startswith(SUDOKU_SYSTEM_PROMPT + "\n\n" + FEW_SHOT + "\n\nQuestion: ")
     assert test[0]["prompt"].endswith(f"{test[0]['puzzle']}\n\nAnswer:\n")
     assert train[0]["prompt"].endswith(f"{train[0]['puzzle']}\nAnswer:\n")
