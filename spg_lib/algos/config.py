@@ -114,8 +114,8 @@ class AlgoConfig:
         None, "True (faithful): EUBO = mean over tokens masked ≥ 1 time, ×L_c up-weights them by L_c/|U| | False "
               "(fixed): paper sum form over those tokens, no L_c/|U| rescaling")
     eubo_drop_underflow: bool | None = param(
-        None, "True (faithful): EUBO formed in fp32 as the official code, tokens whose p^β underflows to 0 leave "
-              "the bound (and |U|) | False (fixed): log-space EUBO, every masked token kept")
+        None, "True (faithful): tokens whose p^β, formed in fp32 as the official code does, underflows to 0 leave "
+              "the EUBO (and |U|) | False (fixed): every masked token kept (the EUBO is computed in log space)")
     loss_norm: LossNorm | None = param(
         None, "completion_tokens (faithful: /Σ L_c of the micro-batch) | max_length (fixed: /(B·L), paper's 1/g "
               "objective up to a constant, independent of micro-batch composition) | sequences (/B)")
