@@ -5,8 +5,9 @@
 
 Training problems are generated here (`generate_problems`): seeded, solvable by construction
 (the target is computed from a random expression over the three numbers), and disjoint from the
-test problems given as (sorted numbers, target) pairs. The official training set
-(``Jiayi-Pan/Countdown-Tasks-3to4`` filtered to 3 numbers) can be used instead via a source.
+test problems given as (sorted numbers, target) pairs. The official training set can be used instead
+via a source: ``Jiayi-Pan/Countdown-Tasks-3to4`` with its 3-number rows kept, shuffled (seed 42) and the last
+500 held out, as the official code selects it (`CountdownTask.load_split`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from spg_lib.tasks.base import RewardFn, ScoreResult, Task, check_mode
 from spg_lib.tasks.countdown_eval import evaluate_exact, evaluate_expression, numbers_in_expression
-from spg_lib.tasks.io import DataError
+from spg_lib.tasks.io import DataError, load_source
 from spg_lib.tasks.math_equiv import extract_boxed, last_boxed_only_string, remove_boxed
 from spg_lib.tasks.prompts import COUNTDOWN_EVAL_PROMPT, COUNTDOWN_TRAIN_TEMPLATE, SYSTEM_PROMPT
 from spg_lib.tasks.registry import register_task
@@ -147,7 +148,7 @@ def generate_problems(
     return out
 
 
-def _int_list(value: Any, where: str) -> list[int]:
+def _int_list(value: Any, where: str, count: int | None = 3) -> list[int]:
     if isinstance(value, str):
         try:
             value = [int(x) for x in value.strip().strip("[]").split(",")]
@@ -155,8 +156,8 @@ def _int_list(value: Any, where: str) -> list[int]:
             raise DataError(f"{where}: numbers {value!r} are not comma-separated integers") from None
     if not isinstance(value, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
         raise DataError(f"{where}: numbers must be a list of ints, got {value!r}"[:300])
-    if len(value) != 3:
-        raise DataError(f"{where}: Countdown here uses exactly 3 numbers, got {len(value)}")
+    if count is not None and len(value) != count:
+        raise DataError(f"{where}: Countdown here uses exactly {count} numbers, got {len(value)}")
     return list(value)
 
 
@@ -180,6 +181,30 @@ class CountdownTask(Task):
     default_sources = MappingProxyType({"train": "Jiayi-Pan/Countdown-Tasks-3to4"})
     local_files = MappingProxyType({"test": "countdown_cd3_test.jsonl"})
     reward_fields = ("numbers", "target")
+    #: rows the official training code holds out of the hub split (the last ones after its seed-42 shuffle)
+    hub_holdout = 500
+
+    def load_split(self, source: str, split: str) -> list[dict[str, Any]]:
+        """Rows of `split`; a source in the hub layout (``nums``, ``target``: Jiayi-Pan/Countdown-Tasks-3to4) is
+        selected as the official code does: keep the rows with 3 numbers and, for "train", shuffle them with
+        `datasets`' ``shuffle(seed=42)`` and drop the last `hub_holdout`.
+
+        Raises:
+            DataError: a bad row (named by its location), or a hub-layout train split with no row left.
+        """
+        table = load_source(source, split=split, config=self.hub_config)
+        if not any("nums" in row for row in table.rows):
+            return [self.normalise(row, where) for where, row in table]
+        rows = [(where, row) for where, row in table if len(_int_list(row.get("nums"), where, count=None)) == 3]
+        if split == "train":
+            import datasets
+
+            order = datasets.Dataset.from_dict({"i": list(range(len(rows)))}).shuffle(seed=42)["i"]
+            if len(order) <= self.hub_holdout:
+                raise DataError(f"{table.source}: {len(order)} rows with 3 numbers; the official split holds out "
+                                f"the last {self.hub_holdout} after its seed-42 shuffle, which leaves none")
+            rows = [rows[i] for i in order[: len(order) - self.hub_holdout]]
+        return [self.normalise(row, where) for where, row in rows]
 
     def normalise(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:
         if "input" in row and "output" in row:  # the d1/SPG test-file layout
