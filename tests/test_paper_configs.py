@@ -1,4 +1,6 @@
-"""configs/paper/*.yaml: the paper's LLaDA-8B-Instruct runs, one file per task (algorithms.md §6-§9, §12).
+"""configs/paper/*.yaml: the paper's LLaDA-8B-Instruct runs, one file per task (docs/algorithms.md#tasks-and-rewards,
+docs/algorithms.md#evaluation-protocol, docs/algorithms.md#reported-results,
+docs/algorithms.md#official-hyper-parameters).
 
 Each file must be a drop-in params.yaml (same sections, every key dvc.yaml interpolates), load through the loaders
 the CLI and the DVC stages use, survive every `spg` command of dvc.yaml up to the point where real work would start,
@@ -25,10 +27,13 @@ from spg_lib.training.run import SFTRunConfig
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "configs" / "paper"
 TASKS = ("gsm8k", "math500", "countdown", "sudoku")
-WORLD = 8  # the paper's 8 GPUs (§8.1)
+WORLD = 8  # the paper's 8 GPUs (docs/algorithms.md#official-hyper-parameters)
 
-# per-task values: temperature §6.5; EUBO β §8.2; max_steps §7.1/§8.1; grad_accum, per-GPU micro-batch and
-# max_prompt_length §8.1
+# per-task values: temperature docs/algorithms.md#tasks-and-rewards; EUBO β
+# docs/algorithms.md#official-hyper-parameters; max_steps
+# docs/algorithms.md#evaluation-protocol/docs/algorithms.md#official-hyper-parameters; grad_accum, per-GPU micro-batch
+# and
+# max_prompt_length docs/algorithms.md#official-hyper-parameters
 PER_TASK = {
     "gsm8k": {"temperature": 0.9, "eubo_beta": 1.5, "max_steps": 6000, "grad_accum": 2, "micro_batch": 6,
               "max_prompt_length": 200},
@@ -107,7 +112,8 @@ def test_sections_load_through_the_project_loaders(task):
     assert Path(data["test_source"]).name == get_task(task).local_files["test"]
     assert Path(data["test_source"]).parent == Path("data/benchmarks")
 
-    # the starting point: LLaDA-8B-Instruct itself, so the sft section is never read (§8.1, §5.1)
+    # the starting point: LLaDA-8B-Instruct itself, so the sft section is never read
+    # (docs/algorithms.md#official-hyper-parameters, docs/algorithms.md#d1-sft)
     from spg_lib.storage.fetch import parse_checkpoint_uri
 
     assert base.uri == "hf://GSAI-ML/LLaDA-8B-Instruct"
@@ -120,19 +126,21 @@ def test_paper_values(task):
     cfg, want = load_config(TrainConfig, path, section="train"), PER_TASK[task]
     algo, ro, opt, lora = cfg.algo, cfg.rollout, cfg.optim, cfg.lora
 
-    # §8.1 shared settings
+    # docs/algorithms.md#official-hyper-parameters shared settings
     assert (opt.lr, opt.beta1, opt.beta2, opt.weight_decay, opt.max_grad_norm) == (3e-6, 0.9, 0.99, 0.1, 0.2)
     assert (lora.enabled, lora.r, lora.alpha, lora.dropout) == (True, 128, 64, 0.05)
     assert (cfg.num_generations, cfg.prompts_per_step, cfg.rows_per_step) == (6, 16, 96)
     assert (cfg.dtype, cfg.prompt_style, cfg.seed) == ("bfloat16", "paper", 42)
     assert (ro.steps, ro.remasking) == (128, "low_confidence")
-    assert (cfg.checkpoint_every, cfg.keep_checkpoints * cfg.checkpoint_every) == (100, cfg.max_steps)  # §7.1: all kept
-    # §8.2 SPG w/ Mixture
+    # every checkpoint kept for the best-checkpoint selection (docs/algorithms.md#evaluation-protocol)
+    assert (cfg.checkpoint_every, cfg.keep_checkpoints * cfg.checkpoint_every) == (100, cfg.max_steps)
+    # docs/algorithms.md#official-hyper-parameters SPG w/ Mixture
     assert (algo.name, algo.forward_type, algo.num_mc, algo.min_t, algo.max_t) == ("spg", "block_random", 2, 0.0, 1.0)
     assert (algo.gen_length, algo.block_length, algo.num_iterations) == (256, 32, 4)
     assert (algo.p_mask_prompt, algo.use_mask_prompt) == (0.15, True)
     assert (algo.neg_estimator, algo.mix_weight, algo.kl_beta) == ("mix", 0.5, 0.0)
-    # faithful = the official code behind the published numbers (§10, §12 faithful defaults)
+    # faithful = the official code behind the published numbers (docs/faithful-vs-fixed.md#official-quirks,
+    # docs/algorithms.md#official-hyper-parameters faithful defaults)
     assert (algo.mode, cfg.reward_mode, doc["evaluate"]["mode"]) == ("faithful", "faithful", "faithful")
     assert (algo.seed_index_mode, algo.rng_mode, algo.loss_norm) == ("legacy_modulo", "global_reseed",
                                                                      "completion_tokens")
@@ -143,11 +151,13 @@ def test_paper_values(task):
     assert cfg.max_steps == want["max_steps"]
     assert cfg.grad_accum == want["grad_accum"]
     assert cfg.max_prompt_length == want["max_prompt_length"]
-    # the EUBO variant the header documents (Countdown: β 2.0, §8.2) is a valid override
+    # the EUBO variant the header documents (Countdown: β 2.0, docs/algorithms.md#official-hyper-parameters) is a valid
+    # override
     eubo = ["algo.neg_estimator=eubo"] + (["algo.eubo_beta=2.0"] if task == "countdown" else [])
     assert load_config(TrainConfig, path, section="train", overrides=eubo).algo.neg_estimator == "eubo"
 
-    # §7.1 evaluation: greedy, 256 tokens, 128 steps (2 tokens per step), block 32, batch 8, bf16
+    # docs/algorithms.md#evaluation-protocol evaluation: greedy, 256 tokens, 128 steps (2 tokens per step), block 32,
+    # batch 8, bf16
     ev = _eval_config(doc["evaluate"])
     assert (ev.gen_length, ev.steps, ev.block_length, ev.batch_size) == (256, 128, 32, 8)
     assert (ev.prompt_style, ev.dtype) == ("paper", "bfloat16")
@@ -156,11 +166,12 @@ def test_paper_values(task):
     for gen_length, steps, batch in ((128, 64, 8), (512, 256, 4)):  # the other two lengths, as the header says
         _eval_config(doc["evaluate"], gen_length=gen_length, steps=steps, batch_size=batch)
 
-    # the training set covers the prompts the run draws: μ optimizer steps per rollout of 16 prompts (§4.4)
+    # the training set covers the prompts the run draws: μ optimizer steps per rollout of 16 prompts
+    # (docs/algorithms.md#rollout-reuse)
     prompts_drawn = cfg.max_steps // algo.num_iterations * cfg.prompts_per_step
     n_train = doc["data"]["n_train"]
     if task == "gsm8k":
-        assert n_train == 7473  # all of openai/gsm8k train (§6.1)
+        assert n_train == 7473  # all of openai/gsm8k train (docs/algorithms.md#tasks-and-rewards)
     elif task in ("countdown", "sudoku"):  # generated: exactly one pass
         assert n_train == prompts_drawn
 

@@ -1,6 +1,6 @@
-"""Group advantages, registered by name (style.md §10 rule 2).
+"""Group advantages, registered by name.
 
-References: SPG / d1 (arXiv:2510.09541 §3.1, A = R − group mean, no std: ``group_center``);
+References: SPG / d1 (arXiv:2510.09541, Sec. 3.1, A = R − group mean, no std: ``group_center``);
 ESPO (arXiv:2512.03759, ``leave_one_out``: A_j = R_j − mean_{i≠j} R_i); GRPO (DeepSeekMath,
 ``group_zscore``: (R − mean)/(std + ε)).
 

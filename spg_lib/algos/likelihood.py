@@ -1,9 +1,12 @@
 """Target log-probabilities and the likelihood estimators built on them (pure tensor functions: a model's
 forward pass is the caller's, see ``spg_lib.training.objective.completion_token_logprobs``).
 
-Implements algorithms.md §2 (one-pass log-probs of the clean completion tokens), §2.3 / S6 (SPG ELBO),
-§3.4 / S7 (official EUBO with the drop-zero rule, plus the sum-form variant), Eq. 8 / S8 (Mixture),
-§2.1 (D1 one-step per-token log-probs), §5.3 (UniGRPO masked-token mean) and §5.4 (ESPO coupled ELBO).
+Implements docs/algorithms.md#likelihood-estimators (one-pass log-probs of the clean completion tokens),
+docs/algorithms.md#spg-elbo (SPG ELBO),
+docs/algorithms.md#official-eubo-estimator (official EUBO with the drop-zero rule, plus the sum-form variant), Eq. 8
+(Mixture),
+docs/algorithms.md#d1-one-step-estimator (D1 one-step per-token log-probs), docs/algorithms.md#unigrpo (UniGRPO
+masked-token mean) and docs/algorithms.md#espo (ESPO coupled ELBO).
 
 References: SPG (arXiv:2510.09541, Eq. 5–8, Theorem 1, Corollary 1); d1 (arXiv:2504.12216); MMaDA
 (arXiv:2505.15809); ESPO (arXiv:2512.03759).
@@ -11,7 +14,8 @@ References: SPG (arXiv:2510.09541, Eq. 5–8, Theorem 1, Corollary 1); d1 (arXiv
 Dimension letters: B sequences, m MC samples, N = B·m rows, L completion length, T = P + L,
 D hidden size, V vocabulary.
 
-Numerics (§10 item 19): log-probs are computed in float32 as ``logit[target] − logsumexp(logits)`` one chunk
+Numerics (docs/faithful-vs-fixed.md#official-quirks Q19): log-probs are computed in float32 as ``logit[target] −
+logsumexp(logits)`` one chunk
 of positions at a time, never materialising a [N, L, V] softmax; p = exp(logp) is never formed separately —
 the EUBO is evaluated in log space (logsumexp of β·logp − log t̂), so p^β cannot underflow to 0 for p → 0.
 Under autograd each chunk is wrapped in ``torch.utils.checkpoint`` so the backward recomputes the chunk
@@ -42,7 +46,7 @@ def _hidden_chunk_logp(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     logits = h @ weight.t()  # [n, V] in the model dtype (bf16 on GPU)
     if bias is not None:
         logits = logits + bias
-    logits = logits.float()  # fp32 before the log-softmax (§10 item 19)
+    logits = logits.float()  # fp32 before the log-softmax (docs/faithful-vs-fixed.md#official-quirks Q19)
     return logits.gather(-1, y.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # [n]
 
 
@@ -129,7 +133,7 @@ def empirical_ratio(masked: torch.Tensor, completion_mask: torch.Tensor) -> torc
 
 
 def elbo_estimate(logp: torch.Tensor, masked: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """SPG ELBO, per-token form (§2.3, S6): (1/m) Σ_τ Σ_k M·logp / max(Σ_k M, 1e-8).
+    """SPG ELBO, per-token form (docs/algorithms.md#spg-elbo): (1/m) Σ_τ Σ_k M·logp / max(Σ_k M, 1e-8).
 
     Equals (1/L_c)·(1/m)Σ_τ Σ_{k∈S_τ} logp/t̂_τ, the w(t)=1/t ELBO with the empirical ratio divided by L_c.
 
@@ -146,7 +150,8 @@ def elbo_estimate(logp: torch.Tensor, masked: torch.Tensor, completion_mask: tor
 
 def eubo_token_terms(logp: torch.Tensor, masked: torch.Tensor, completion_mask: torch.Tensor, *, beta: float,
                      drop_underflow: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """log a[b,k] with a = (1/m) Σ_τ M·p^β / max(t̂_τ, 1e-8) (§3.4 step 2, S7), computed in log space.
+    """log a[b,k] with a = (1/m) Σ_τ M·p^β / max(t̂_τ, 1e-8) (docs/algorithms.md#official-eubo-estimator), computed in
+    log space.
 
     U = tokens masked in ≥ 1 sample. ``drop_underflow=True`` applies the official code's rule on top: there a is
     formed in float32 as mean_τ(exp(logp)^β·M/t̂) and U = {k : a[k] > 0}, so a token whose p^β underflows to 0
@@ -177,10 +182,12 @@ def eubo_estimate(
     logp: torch.Tensor, masked: torch.Tensor, completion_mask: torch.Tensor, *, beta: float,
     drop_unmasked_tokens: bool = True, drop_underflow: bool = False,
 ) -> torch.Tensor:
-    """SPG EUBO (§3.4, S7), returned in the same per-token scale as ``elbo_estimate`` (the loss multiplies by L_c).
+    """SPG EUBO (docs/algorithms.md#official-eubo-estimator), returned in the same per-token scale as ``elbo_estimate``
+    (the loss multiplies by L_c).
 
     ``drop_unmasked_tokens=True`` (faithful): (1/β)·Σ_{k∈U} log a[k] / max(|U|, 1e-8) — a mean over the tokens
-    masked at least once, so after ×L_c the kept tokens are up-weighted by L_c/|U| (§10 item 4).
+    masked at least once, so after ×L_c the kept tokens are up-weighted by L_c/|U|
+    (docs/faithful-vs-fixed.md#official-quirks Q4).
     ``drop_unmasked_tokens=False`` (fixed): (1/β)·Σ_{k∈U} log a[k] / L_c, i.e. after ×L_c the paper's sum form
     (1/β)·Σ_k log a[k] (Eq. 6) over the tokens the m samples observed. Reasoning: tokens never masked have
     a[k] = 0 (plug-in log 0 = −∞) and carry no gradient either way, so they must be dropped, but dropping
@@ -258,7 +265,8 @@ def neg_zero(elbo: torch.Tensor, eubo: torch.Tensor, *, omega: float = 0.5) -> t
 
 
 def one_step_token_logp(logp: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """D1 one-step estimator (§2.1): per-token log π(x_k | c̃, all-masked completion), 0 outside the completion.
+    """D1 one-step estimator (docs/algorithms.md#d1-one-step-estimator): per-token log π(x_k | c̃, all-masked
+    completion), 0 outside the completion.
 
     Args:
         logp: FloatTensor [B, 1, L] (from forward_type ``all``) or [B, L]; completion_mask: BoolTensor [B, L].
@@ -273,7 +281,7 @@ def one_step_token_logp(logp: torch.Tensor, completion_mask: torch.Tensor) -> to
 
 
 def masked_token_mean(logp: torch.Tensor, masked: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """UniGRPO sequence log-likelihood (§5.3): mean of log-probs over masked completion tokens.
+    """UniGRPO sequence log-likelihood (docs/algorithms.md#unigrpo): mean of log-probs over masked completion tokens.
 
     Args:
         logp: FloatTensor [B, m, L]; masked: BoolTensor [B, m, L]; completion_mask: BoolTensor [B, L].
@@ -285,7 +293,8 @@ def masked_token_mean(logp: torch.Tensor, masked: torch.Tensor, completion_mask:
 
 
 def espo_coupled_elbo(logp: torch.Tensor, masked: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """ESPO coupled ELBO (§5.4): mean over samples of Σ_{masked k} logp/t, summed over all L positions.
+    """ESPO coupled ELBO (docs/algorithms.md#espo): mean over samples of Σ_{masked k} logp/t, summed over all L
+    positions.
 
     With samples in (draw, complement) pairs this is (1/num_mc)·Σ_mc ½[Σ_masked logp/t + Σ_unmasked logp/t'],
     i.e. −½[Σ CE/t_b + Σ CE/((L−n_b)/(L+1))] averaged over draws (no completion mask: post-EOS included).

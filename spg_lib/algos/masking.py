@@ -1,10 +1,11 @@
 """Forward (noising) processes that build the noisy inputs of the likelihood bounds.
 
-Implements algorithms.md §2.1–2.2 (SPG ``forward_type`` ∈ {all, random, block_all, block_random}),
-§5.3 (UniGRPO / MMaDA structured noising) and §5.4 (ESPO stratified + complementary masking), plus the
-mask-seed bookkeeping of §2.4 / §10 items 1–2.
+Implements docs/algorithms.md#likelihood-estimators (SPG ``forward_type`` ∈ {all, random, block_all, block_random}),
+docs/algorithms.md#unigrpo (UniGRPO / MMaDA structured noising) and docs/algorithms.md#espo (ESPO stratified +
+complementary masking), plus the
+mask-seed bookkeeping of docs/algorithms.md#mask-seeds / docs/faithful-vs-fixed.md#official-quirks Q1–Q2.
 
-References: SPG (Wang et al., arXiv:2510.09541, §3.3 "block-wise masking", official ``forward_process``);
+References: SPG (Wang et al., arXiv:2510.09541, Sec. 3.3 "block-wise masking", official ``forward_process``);
 d1 / diffu-GRPO (Zhao et al., arXiv:2504.12216, one-step estimator); MMaDA (arXiv:2505.15809, UniGRPO
 structured noising); ESPO (arXiv:2512.03759, stratified coupled ELBO).
 
@@ -68,7 +69,8 @@ class NoisyBatch:
 def mask_seed_index(
     micro_step_counter: int, inner_iteration: int, num_iterations: int, grad_accum: int, mode: str
 ) -> int:
-    """Index into the μ mask seeds of a rollout for one micro-batch (algorithms.md §2.4, §10 item 1).
+    """Index into the μ mask seeds of a rollout for one micro-batch (docs/algorithms.md#mask-seeds,
+    docs/faithful-vs-fixed.md#official-quirks Q1).
 
     Args:
         micro_step_counter: number of micro-batches processed before this one (0-based, counts across
@@ -102,7 +104,7 @@ def mask_seed_index(
 def mask_generator(
     seed: int, *, mode: str, rollout_index: int = 0, rank: int = 0, device: torch.device | str = "cpu"
 ) -> torch.Generator:
-    """A local ``torch.Generator`` for one forward process call (§10 item 2).
+    """A local ``torch.Generator`` for one forward process call (docs/faithful-vs-fixed.md#official-quirks Q2).
 
     ``global_reseed`` emulates the official structure (masks are a function of the mask seed only, shared by
     all ranks and rollouts that draw the same 12-bit seed) without touching global RNG state; the bit-level
@@ -201,7 +203,7 @@ def _assemble(
 
 
 # --------------------------------------------------------------------------------------------------
-# SPG forward processes (§2.2)
+# SPG forward processes (docs/algorithms.md#spg-forward-processes)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -211,7 +213,8 @@ def forward_all(
     block_length: int = 32, min_t: float = 0.0, max_t: float = 1.0, p_mask_prompt: float = 0.15,
     use_mask_prompt: bool = True, generator: torch.Generator,
 ) -> NoisyBatch:
-    """§2.2(a) / D1 one-step input: completion fully masked, prompt tokens masked w.p. p.
+    """docs/algorithms.md#spg-forward-processes (`all`) / D1 one-step input: completion fully masked, prompt tokens
+    masked w.p. p.
 
     D1/WD1 always apply the prompt mask (their trainer ignores ``use_mask_prompt``): call with
     ``use_mask_prompt=True`` for them.
@@ -240,7 +243,8 @@ def forward_random(
     block_length: int = 32, min_t: float = 0.0, max_t: float = 1.0, p_mask_prompt: float = 0.15,
     use_mask_prompt: bool = True, generator: torch.Generator,
 ) -> NoisyBatch:
-    """§2.2(b): per sample n ~ U{max(⌊L_c·min_t⌋,1)..min(⌊L_c·max_t⌋,L_c)} random completion tokens masked,
+    """docs/algorithms.md#spg-forward-processes (`random`): per sample n ~ U{max(⌊L_c·min_t⌋,1)..min(⌊L_c·max_t⌋,L_c)}
+    random completion tokens masked,
     post-EOS positions masked, prompt tokens masked w.p. p (if use_mask_prompt).
 
     Returns:
@@ -264,7 +268,8 @@ def forward_random(
 def _choose_blocks(
     completion_mask: torch.Tensor, block_length: int, num_mc: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Chosen block per MC sample: first m entries of randperm(NB) mod n_blk (§2.2c, §10 item 5).
+    """Chosen block per MC sample: first m entries of randperm(NB) mod n_blk (docs/algorithms.md#spg-forward-processes
+    (`block_all`), docs/faithful-vs-fixed.md#official-quirks Q5).
 
     Returns:
         chosen: LongTensor [B, m]; n_blk: LongTensor [B]; L_c: LongTensor [B].
@@ -304,7 +309,8 @@ def forward_block_all(
     block_length: int = 32, min_t: float = 0.0, max_t: float = 1.0, p_mask_prompt: float = 0.15,
     use_mask_prompt: bool = True, generator: torch.Generator,
 ) -> NoisyBatch:
-    """§2.2(c): the chosen block and every later block fully masked; prompt and earlier (clean) blocks
+    """docs/algorithms.md#spg-forward-processes (`block_all`): the chosen block and every later block fully masked;
+    prompt and earlier (clean) blocks
     masked independently w.p. p (if use_mask_prompt).
 
     Returns:
@@ -328,7 +334,7 @@ def forward_block_random(
     block_length: int = 32, min_t: float = 0.0, max_t: float = 1.0, p_mask_prompt: float = 0.15,
     use_mask_prompt: bool = True, generator: torch.Generator,
 ) -> NoisyBatch:
-    """§2.2(d), the process of every SPG run.
+    """docs/algorithms.md#spg-forward-processes (`block_random`), the process of every SPG run.
 
     Per sample: chosen block b (``randperm(NB) mod n_blk``); mask_len = min(K, L_c − K·b) completion tokens in
     it; a uniformly random n-subset of them masked with n ~ U{max(⌊mask_len·min_t⌋,1)..min(⌊mask_len·max_t⌋,
@@ -367,7 +373,7 @@ def forward_process(name: str, ids: torch.Tensor, completion_mask: torch.Tensor,
 
 
 # --------------------------------------------------------------------------------------------------
-# UniGRPO structured noising (§5.3)
+# UniGRPO structured noising (docs/algorithms.md#unigrpo)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -393,7 +399,8 @@ def forward_structured(
     ids: torch.Tensor, completion_mask: torch.Tensor, *, prompt_len: int, mask_id: int, start_ratio: torch.Tensor,
     inner_iteration: int, num_iterations: int, num_steps: int = 1000, generator: torch.Generator,
 ) -> NoisyBatch:
-    """UniGRPO structured noising (§5.3): prompt clean; n = clamp(round(ratio_n·L_c), 1, L_c) uniformly random
+    """UniGRPO structured noising (docs/algorithms.md#unigrpo): prompt clean; n = clamp(round(ratio_n·L_c), 1, L_c)
+    uniformly random
     completion tokens masked at this iteration's ratio; post-EOS positions masked (as in SPG ``random``).
 
     Args:
@@ -417,7 +424,7 @@ def forward_structured(
 
 
 # --------------------------------------------------------------------------------------------------
-# ESPO stratified coupled masking (§5.4)
+# ESPO stratified coupled masking (docs/algorithms.md#espo)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -484,7 +491,8 @@ def bound_mask(
 ) -> torch.Tensor:
     """Positions that enter the bounds: M[b,τ,k] = 1{noisy[b,τ,P+k] = [M]}·C[b,k] (S2).
 
-    With ``include_later_blocks=False`` (paper-prose variant, §10 item 3) positions in later blocks
+    With ``include_later_blocks=False`` (paper-prose variant, docs/faithful-vs-fixed.md#official-quirks Q3) positions in
+    later blocks
     (``block_mask`` False) are excluded.
 
     Args:

@@ -1,8 +1,9 @@
 """Policy objectives registered by name: ``spg``, ``d1``, ``wd1``, ``unigrpo``, ``espo``.
 
 Each is a pure function (tensors..., *, scalars...) -> (loss, metrics) with namespaced metric keys; no
-trainer state. Implements algorithms.md §4.2–4.3 / S8–S10 (SPG), §5.1 (D1 / diffu-GRPO), §5.2 (WD1),
-§5.3 (UniGRPO) and §5.4 (ESPO).
+trainer state. Implements docs/algorithms.md#spg-loss (SPG), docs/algorithms.md#d1-diffu-grpo (D1 / diffu-GRPO),
+docs/algorithms.md#wd1 (WD1),
+docs/algorithms.md#unigrpo (UniGRPO) and docs/algorithms.md#espo (ESPO).
 
 References: SPG (arXiv:2510.09541, Algorithm 1, Eq. 8); d1 (arXiv:2504.12216); wd1 (arXiv:2507.08838);
 MMaDA / UniGRPO (arXiv:2505.15809); ESPO (arXiv:2512.03759). KL estimators: k2/k3 of Schulman, "Approximating
@@ -51,7 +52,7 @@ def spg_loss(
     elbo: torch.Tensor, eubo: torch.Tensor, advantages: torch.Tensor, completion_mask: torch.Tensor, *,
     neg_estimator: str = "mix", mix_weight: float = 0.5, loss_norm: str = "completion_tokens",
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Sandwiched policy gradient loss (§4.2–4.3, S8–S10).
+    """Sandwiched policy gradient loss (docs/algorithms.md#spg-loss).
 
     ℓ̂_b = ELBO_b if A_b > 0 else N_b (N from ``neg_estimator`` ∈ {eubo, mix, elbo, zero});
     loss = −Σ_b A_b·ℓ̂_b·L_c,b / Z with Z = Σ_b L_c,b (``completion_tokens``, official), B·L (``max_length``:
@@ -65,7 +66,7 @@ def spg_loss(
         (scalar loss, metrics with ``spg/`` keys).
     """
     neg = NEG_ESTIMATORS.get(neg_estimator)(elbo, eubo, omega=mix_weight)  # [B]
-    pos = advantages > 0  # strict split (§10 item 6)
+    pos = advantages > 0  # strict split (docs/faithful-vs-fixed.md#official-quirks Q6)
     ell = torch.where(pos, elbo, neg)  # [B]
     lengths = completion_mask.float().sum(-1)  # [B]
     loss = -(advantages.to(ell.dtype) * ell * lengths).sum() / _normaliser(lengths, completion_mask.shape[-1],
@@ -95,7 +96,8 @@ def d1_loss(
     old_logp: torch.Tensor | None = None, ref_logp: torch.Tensor | None = None, clip_eps: float = 0.5,
     kl_beta: float = 0.04,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """diffu-GRPO (§5.1): token ratio r = exp(ℓ − ℓ_old), clipped surrogate, k3 KL, token mean over the batch.
+    """diffu-GRPO (docs/algorithms.md#d1-diffu-grpo): token ratio r = exp(ℓ − ℓ_old), clipped surrogate, k3 KL, token
+    mean over the batch.
 
     Args:
         logp: FloatTensor [B, L], one-step per-token log-probs; advantages: FloatTensor [B];
@@ -129,7 +131,8 @@ def d1_loss(
 def wd1_loss(
     logp: torch.Tensor, advantages: torch.Tensor, completion_mask: torch.Tensor, *, negative: bool = True,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """WD1 weighted likelihood (§5.2): −Σ_b (softmax_b(A) − softmax_b(−A))·S_b, S_b = Σ_k C·ℓ (no length norm).
+    """WD1 weighted likelihood (docs/algorithms.md#wd1): −Σ_b (softmax_b(A) − softmax_b(−A))·S_b, S_b = Σ_k C·ℓ (no
+    length norm).
 
     The softmax runs along the batch dimension (one group per micro-batch in the official setting).
     ``negative=False`` is ``wll_d1_pos_only`` (drops the softmax(−A) term).
@@ -153,7 +156,8 @@ def unigrpo_loss(
     logp: torch.Tensor, advantages: torch.Tensor, masked: torch.Tensor, *, old_logp: torch.Tensor | None = None,
     clip_eps: float = 0.2, kl_beta: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """UniGRPO (§5.3, dLLM-RL reference form): per masked token r = exp(ℓ − ℓ_old); per-sequence surrogate =
+    """UniGRPO (docs/algorithms.md#unigrpo, dLLM-RL reference form): per masked token r = exp(ℓ − ℓ_old); per-sequence
+    surrogate =
     mean over masked k of min(r·A, clip(r)·A); loss = −mean_b; KL = β·(1/B)·Σ_b Σ_{masked k} k3(ℓ, ℓ_old)
     (against the rollout-time log-probs, as in that framework).
 
@@ -186,7 +190,7 @@ def espo_loss(
     ref_elbo: torch.Tensor | None = None, gen_length: int, clip_eps: float = 0.2,
     clip_eps_high: float | None = None, kl_beta: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """ESPO (§5.4): ρ = exp((E − E_old)/L); loss = −(1/B)Σ min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A)
+    """ESPO (docs/algorithms.md#espo): ρ = exp((E − E_old)/L); loss = −(1/B)Σ min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A)
     + β/(B·L)·Σ ½(E − E_ref)² (k2 on the sequence ELBO).
 
     Args:

@@ -1,4 +1,4 @@
-"""Name registries for the axes the paper varies (style.md §10 rule 2).
+"""Name registries for the axes the paper varies.
 
 Registries: ``FORWARD_PROCESSES`` (masking schemes), ``NEG_ESTIMATORS`` (negative-trace likelihood
 estimator of SPG), ``OBJECTIVES`` (policy losses), ``ADVANTAGES`` and ``METHODS`` (one

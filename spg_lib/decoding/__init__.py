@@ -7,7 +7,7 @@
     completion = out[:, prompt_ids.shape[1]:]
     mask = completion_mask(completion, eos_id=model.config.eos_token_id)
 
-Spec: /work/shared/reference/algorithms.md §1.3–1.4. Tests: ``pytest tests/decoding``. Benchmark: ``spg bench decode``.
+docs/decoding.md#algorithm. Tests: ``pytest tests/decoding``. Benchmark: ``spg bench decode``.
 """
 
 from spg_lib.decoding._common import REMASKING_MODES

@@ -1,6 +1,6 @@
 """Completion mask: which generated tokens belong to the answer (up to and including the first EOS).
 
-Spec /work/shared/reference/algorithms.md §1.4 (identical in the SPG, d1, wd1 and ESPO code):
+docs/decoding.md#completion-mask (identical in the SPG, d1, wd1 and ESPO code):
 eos_pos = index of the FIRST EOS in the completion (L if none); mask[k] = 1 for k <= eos_pos.
 
 Dimensions: B = batch rows, L = completion (generation) length.

@@ -1,7 +1,7 @@
 """Transfer schedule of the LLaDA block sampler: how many masked tokens to reveal at each step.
 
 Reference: LLaDA (arXiv:2502.09992) `get_num_transfer_tokens`, as used by SPG (arXiv:2510.09541) and d1;
-spec /work/shared/reference/algorithms.md §1.3 step 3b.
+docs/decoding.md#algorithm.
 
 Dimensions: B = batch rows, S = steps (per block).
 """

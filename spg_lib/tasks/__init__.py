@@ -8,7 +8,7 @@
     result = task.score(completion, task.ground_truth(examples[0]), mode="faithful")
 
 Modes: ``"faithful"`` reproduces the official SPG/d1 code (quirks included); ``"fixed"`` (default)
-corrects them (algorithms.md §10 items 9–16). Run the tests with ``pytest tests/tasks``.
+corrects them (docs/faithful-vs-fixed.md#official-quirks Q9–Q16). Run the tests with ``pytest tests/tasks``.
 """
 
 from spg_lib.tasks.base import MODES, RewardFn, ScoreResult, Task, check_mode

@@ -3,8 +3,9 @@
 A task turns raw rows into canonical *examples* (plain JSON-able dicts), builds the training
 and evaluation prompts (user-message content; the chat template is applied by the caller) in
 both prompt styles, writes its SFT demonstrations (and the systematic teacher defects it knows),
-exposes its reward functions with their weights (algorithms.md §6) and scores evaluation
-completions (§7.4). Nothing outside ``spg_lib.tasks`` needs to know a task by name: a task
+exposes its reward functions with their weights (docs/algorithms.md#tasks-and-rewards) and scores evaluation
+completions (docs/algorithms.md#evaluation-protocol). Nothing outside ``spg_lib.tasks`` needs to know a task by name: a
+task
 registered by a plugin gets every feature by implementing these methods.
 
 Prompt styles: ``"paper"`` (the official prompts: system text, few-shot examples) and
@@ -12,7 +13,8 @@ Prompt styles: ``"paper"`` (the official prompts: system text, few-shot examples
 completion keeps the ``<answer>…</answer>`` format, so rewards and scorers apply unchanged).
 
 Two modes run through rewards and scoring:
-  * ``"faithful"`` reproduces the official SPG/d1 code, quirks included (§10 items 9–16);
+  * ``"faithful"`` reproduces the official SPG/d1 code, quirks included (docs/faithful-vs-fixed.md#official-quirks
+  Q9–Q16);
   * ``"fixed"`` (default) corrects those defects.
 
 Reward functions are pure: ``fn(completion: str, **ground_truth_fields) -> float``; they ignore
@@ -74,7 +76,7 @@ class ScoreResult:
 
     `correct` / `total` are the numerator / denominator this example adds to the benchmark
     accuracy: 1/1 or 0/1 for exact-answer tasks; correct empty cells / empty cells for Sudoku
-    (micro-averaged cell accuracy, §7.4).
+    (micro-averaged cell accuracy, docs/algorithms.md#evaluation-protocol).
     """
 
     extracted: Any
@@ -208,7 +210,7 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def score(self, completion: str, ground_truth: Any, mode: str = "fixed") -> ScoreResult:
-        """Score one evaluation completion against its ground truth (§7.4)."""
+        """Score one evaluation completion against its ground truth (docs/algorithms.md#evaluation-protocol)."""
 
 
 def require(row: Mapping[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:

@@ -1,6 +1,7 @@
 """Countdown with three numbers (d1 / SPG): combine the numbers with + - * / to hit a target.
 
-§6.3 (training data, prompt, reward), §7.2 (eval prompt), §7.4 (scoring). Example fields:
+docs/algorithms.md#tasks-and-rewards (training data, prompt, reward), docs/algorithms.md#evaluation-protocol (eval
+prompt), docs/algorithms.md#evaluation-protocol (scoring). Example fields:
 ``numbers`` (list of 3 ints), ``target`` (int), ``solution`` (a reference expression when known).
 
 Training problems are generated here (`generate_problems`): seeded, solvable by construction
@@ -48,7 +49,8 @@ def _numbers_match(expr: str, numbers: Iterable[int]) -> bool:
 def countdown_reward(
     completion: str, *, numbers: list[int], target: int | float, mode: str = "fixed", **_: Any
 ) -> float:
-    """1.0 correct; 0.1 an equation that is invalid or wrong; 0.0 no ``<answer>`` block (§6.3)."""
+    """1.0 correct; 0.1 an equation that is invalid or wrong; 0.0 no ``<answer>`` block
+    (docs/algorithms.md#tasks-and-rewards)."""
     m = check_mode(mode)
     equation = last_answer_block(completion if m == "faithful" else strip_end_tokens(completion))
     if equation is None:
@@ -63,7 +65,8 @@ def countdown_reward(
 
 
 def extract_equation(generation: str, *, mode: str = "fixed") -> str | None:
-    """The expression a generation proposes (§7.4), LaTeX operators mapped to Python ones."""
+    """The expression a generation proposes (docs/algorithms.md#evaluation-protocol), LaTeX operators mapped to Python
+    ones."""
     if check_mode(mode) == "faithful":
         try:
             equation = remove_boxed(last_boxed_only_string(generation))

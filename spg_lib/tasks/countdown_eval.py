@@ -1,7 +1,8 @@
 """Safe arithmetic for Countdown: an `ast` walk over numbers and operators — never eval/exec.
 
 The official code checks the equation against ``^[\\d+\\-*/().\\s]+$`` and then calls Python's
-``eval`` with no builtins (algorithms.md §6.3, §7.4). That whitelist still admits ``**`` and
+``eval`` with no builtins (docs/algorithms.md#tasks-and-rewards, docs/algorithms.md#evaluation-protocol). That whitelist
+still admits ``**`` and
 ``//`` (``9**9**9`` hangs the process). Here the expression is parsed with `ast.parse` in
 "eval" mode and walked by hand:
 

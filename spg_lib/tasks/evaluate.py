@@ -1,8 +1,10 @@
-"""Evaluate a masked diffusion LM on a task: greedy block decoding, scoring, metrics (§7).
+"""Evaluate a masked diffusion LM on a task: greedy block decoding, scoring, metrics
+(docs/algorithms.md#evaluation-protocol).
 
 Pipeline: examples → evaluation prompt → chat template (generation prompt) + ``<reasoning>``
 prefill → tokenise → batches of similar length (longest first), left-padded with an attention
-mask (§10 item 13: the official eval passed none) → `spg_lib.decoding.generate` (temperature 0,
+mask (docs/faithful-vs-fixed.md#official-quirks Q13: the official eval passed none) → `spg_lib.decoding.generate`
+(temperature 0,
 low-confidence remasking) → decode the last ``gen_length`` tokens with special tokens kept →
 `Task.score` → ``generations.jsonl`` + ``metrics.json`` (`spg_lib.tasks.metrics.EvalMetrics`) written
 atomically. Greedy by default (temperature 0); a temperature > 0 or random remasking draws from a

@@ -1,4 +1,5 @@
-"""GSM8K: grade-school math word problems (Cobbe et al. 2021); algorithms.md §6.1, §7.2, §7.4.
+"""GSM8K: grade-school math word problems (Cobbe et al. 2021); docs/algorithms.md#tasks-and-rewards,
+docs/algorithms.md#evaluation-protocol.
 
 Example fields: ``question`` (str), ``answer`` (str, the text after ``####`` in the reference
 solution, e.g. ``"18"``, ``"1,000"``, ``"-3"``), ``solution`` (full reference solution or None).
@@ -6,7 +7,8 @@ solution, e.g. ``"18"``, ``"1,000"``, ``"-3"``), ``solution`` (full reference so
 Rewards (five components, weight 1 each, max 4.0): XML count (≤ 0.5), soft format 0.5,
 strict format 0.5, integer answer 0.5, correctness 2.0.
 
-Faithful quirks reproduced in ``mode="faithful"`` (§10 items 10, 15): soft/strict format regexes
+Faithful quirks reproduced in ``mode="faithful"`` (docs/faithful-vs-fixed.md#official-quirks Q10, Q15): soft/strict
+format regexes
 without DOTALL; SPG's XML-count penalty on the characters after ``\\n<answer>\\n``; `str.isdigit`
 integer check; exact-string correctness; at evaluation a ground-truth regex without minus sign,
 a ``\\boxed{`` regex that stops at the first ``}``, and the first number of ``"1,000"`` (= 1).
@@ -44,7 +46,8 @@ __all__ = [
     "xmlcount_reward",
 ]
 
-# -- format regexes (§6.1): the official ones lack DOTALL, so `.` cannot cross newlines ---------
+# -- format regexes (docs/algorithms.md#tasks-and-rewards): the official ones lack DOTALL, so `.` cannot cross newlines
+# ---------
 _SOFT = r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>"
 _STRICT = r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n$"
 _SOFT_FAITHFUL, _SOFT_FIXED = re.compile(_SOFT), re.compile(_SOFT, re.DOTALL)
@@ -117,7 +120,7 @@ def correctness_reward(completion: str, *, answer: str, mode: str = "fixed", **_
 
 
 # ----------------------------------------------------------------------------------------------
-# evaluation parsing (§7.4)
+# evaluation parsing (docs/algorithms.md#evaluation-protocol)
 # ----------------------------------------------------------------------------------------------
 _GT_FAITHFUL = re.compile(r"####\s*\$?([\d,]+(?:\.\d+)?)")
 _BOXED_FIRST_BRACE = re.compile(r"\\boxed{(.*?)}")
@@ -151,7 +154,7 @@ def _float_or_number(text: str, *, last: bool) -> float | None:
 
 
 def parse_prediction_faithful(generation: str) -> float | None:
-    """The official three-stage GSM8K prediction parser (SPG variant, §7.4, §7.5)."""
+    """The official three-stage GSM8K prediction parser (SPG variant, docs/algorithms.md#evaluation-protocol)."""
     generation = generation[:FAITHFUL_MAX_CHARS]
     for content in _BOXED_FIRST_BRACE.findall(generation):
         content = content.strip()

@@ -1,11 +1,13 @@
-"""MATH500: competition mathematics (Hendrycks et al. 2021; PRM800K subset); §6.2, §7.2, §7.4.
+"""MATH500: competition mathematics (Hendrycks et al. 2021; PRM800K subset); docs/algorithms.md#tasks-and-rewards,
+docs/algorithms.md#evaluation-protocol.
 
 Example fields: ``question`` (the problem), ``answer`` (short LaTeX answer, or None for training
 rows that only carry a solution), ``solution`` (full reference solution with ``\\boxed{}``, or
 None).
 
 Rewards (weight 1 each): correctness 2.0 (Hendrycks equivalence of the boxed answers) and a
-format reward 0.5 × F. Faithful mode (§10 item 9) reproduces the ``"\\boxed"`` literal that
+format reward 0.5 × F. Faithful mode (docs/faithful-vs-fixed.md#official-quirks Q9) reproduces the ``"\\boxed"`` literal
+that
 Python reads as BACKSPACE + "oxed", so the box branch never fires: format ∈ {0.25, 0.75}.
 """
 
@@ -70,7 +72,8 @@ def format_reward(completion: str, *, mode: str = "fixed", **_: Any) -> float:
 
 
 def parse_prediction(generation: str, *, mode: str = "fixed") -> str | None:
-    """Predicted answer (§7.4). Faithful: last box (whole text if none), first ``<answer>`` block
+    """Predicted answer (docs/algorithms.md#evaluation-protocol). Faithful: last box (whole text if none), first
+    ``<answer>`` block
     when the box is unbalanced or empty. Fixed: last balanced box, else last ``<answer>`` block."""
     if check_mode(mode) == "faithful":
         try:

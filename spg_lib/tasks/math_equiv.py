@@ -3,7 +3,7 @@
 Two layers, selected by the task `mode`:
 
 * ``faithful`` — the Hendrycks MATH helpers exactly as the SPG/d1 code uses them
-  (`last_boxed_only_string`, `remove_boxed`, `strip_string`, `is_equiv`; algorithms.md §6.2),
+  (`last_boxed_only_string`, `remove_boxed`, `strip_string`, `is_equiv`; docs/algorithms.md#tasks-and-rewards),
   quirks included: ``\\boxed `` (with a space) is cut at the next ``$``; no ``\\boxed`` returns the
   whole text; an unbalanced ``\\boxed{`` gives None; normalisation errors fall back to raw string
   equality.

@@ -1,6 +1,7 @@
 """Prompt texts of the four tasks, byte-for-byte as in the official SPG / d1 code.
 
-Training prompts (algorithms.md §6) and evaluation prompts (§7.2) differ on purpose: training asks
+Training prompts (docs/algorithms.md#tasks-and-rewards) and evaluation prompts (docs/algorithms.md#evaluation-protocol)
+differ on purpose: training asks
 for a bare answer inside ``<answer>`` tags, evaluation asks for ``\\boxed{}`` inside them and the
 assistant turn is prefilled with ``<reasoning>``. Token-level identity matters for reproduction,
 so every stray space, quote and newline of the originals is kept (see the comments).
@@ -25,7 +26,7 @@ __all__ = [
     "sudoku_few_shot",
 ]
 
-# Shared training system text (§6): leading and trailing newline included.
+# Shared training system text (docs/algorithms.md#tasks-and-rewards): leading and trailing newline included.
 SYSTEM_PROMPT = """
 Respond in the following format:
 <reasoning>
@@ -53,7 +54,8 @@ COUNTDOWN_TRAIN_TEMPLATE = (
     "answer is: <answer>\n2*4-3\n</answer>"
 )
 
-# --- evaluation (§7.2) --------------------------------------------------------------------------
+# --- evaluation (docs/algorithms.md#evaluation-protocol)
+# --------------------------------------------------------------------------
 # GSM8K: a space before the first newline in the original.
 GSM8K_EVAL_PROMPT = (
     "You are a math expert. You will be given a question to solve. Solve it step by step. "
@@ -82,10 +84,11 @@ COUNTDOWN_EVAL_PROMPT = (
     "<reasoning>\nYour reasoning here\n</reasoning>\n<answer>\n\\boxed{...}\n</answer>"
 )
 
-# The assistant turn of every evaluation prompt is prefilled with this literal (§7.1).
+# The assistant turn of every evaluation prompt is prefilled with this literal (docs/algorithms.md#evaluation-protocol).
 EVAL_REASONING_PREFILL = "<reasoning>"
 
-# --- Sudoku (§6.4) --------------------------------------------------------------------------------
+# --- Sudoku (docs/algorithms.md#tasks-and-rewards)
+# --------------------------------------------------------------------------------
 SUDOKU_SYSTEM_PROMPT = """
 Please solve the following 4x4 Sudoku puzzle. The puzzle is provided as a 16-character string reading left-to-right, top-to-bottom, where '0' represents empty cells.
 

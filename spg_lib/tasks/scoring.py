@@ -2,7 +2,8 @@
 
 `score_rows` is what ``spg score`` and ``spg evaluate`` call. Accuracy is
 ``100 * Σ correct / Σ total``: per-example exact match for GSM8K/MATH500/Countdown and
-micro-averaged cell accuracy for Sudoku (Σ correct empty cells / Σ empty cells, §7.4, §10.16).
+micro-averaged cell accuracy for Sudoku (Σ correct empty cells / Σ empty cells, docs/algorithms.md#evaluation-protocol,
+docs/faithful-vs-fixed.md#official-quirks Q16).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""4×4 Sudoku with SPG's 3-shot prompt (§6.4, §7.2, §7.4); metric = micro-averaged cell accuracy.
+"""4×4 Sudoku with SPG's 3-shot prompt (docs/algorithms.md#tasks-and-rewards, docs/algorithms.md#evaluation-protocol);
+metric = micro-averaged cell accuracy.
 
 Example fields: ``puzzle`` and ``solution`` (16-character strings, row-major, ``'0'`` = empty).
 
@@ -176,7 +177,8 @@ def off_by_one_solution(puzzle: str, solution: str) -> str:
 
 
 def sudoku_reward(completion: str, *, puzzle: str, solution: str, **_: Any) -> float:
-    """Fraction of the empty cells that the last ``<answer>`` block fills correctly (§6.4)."""
+    """Fraction of the empty cells that the last ``<answer>`` block fills correctly
+    (docs/algorithms.md#tasks-and-rewards)."""
     block = last_answer_block(completion)
     if block is None:
         return 0.0

@@ -37,7 +37,8 @@ def strip_end_tokens(text: str) -> str:
 
 
 def extract_xml_answer(text: str) -> str:
-    """Text after the LAST ``<answer>`` up to the next ``</answer>``, stripped (official §6.1)."""
+    """Text after the LAST ``<answer>`` up to the next ``</answer>``, stripped (the official
+    training extraction, docs/algorithms.md#tasks-and-rewards)."""
     return text.split("<answer>")[-1].split("</answer>")[0].strip()
 
 

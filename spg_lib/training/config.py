@@ -1,7 +1,7 @@
 """``TrainConfig``: everything `spg train` needs, loaded from ``params.yaml`` (section ``train``).
 
-Values that copy the official SPG scripts cite algorithms.md §8 (the reference). A bad configuration fails
-here, in ``__post_init__``, before any model is loaded.
+Values that copy the official SPG scripts cite docs/algorithms.md#official-hyper-parameters. A bad
+configuration fails here, in ``__post_init__``, before any model is loaded.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from spg_lib.tasks.base import Mode, PromptStyle
 
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
-    """Block-sampler settings for rollouts (§1.3, §8.1)."""
+    """Block-sampler settings for rollouts (docs/decoding.md#algorithm,
+    docs/algorithms.md#official-hyper-parameters)."""
 
     steps: int = param(128, "denoising steps for the whole completion (official 128 for L=256)")
-    temperature: float = param(0.9, "Gumbel-max temperature (0.9; Sudoku 0.3, §6.5)")
+    temperature: float = param(0.9, "Gumbel-max temperature (0.9; Sudoku 0.3, docs/algorithms.md#tasks-and-rewards)")
     remasking: Literal["low_confidence", "random"] = param("low_confidence", "low_confidence | random")
     batch_size: int = param(6, "rows per generation call (generation_batch_size 6)")
 
@@ -34,7 +35,7 @@ class RolloutConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with the paper's settings (§8.1)."""
+    """AdamW with the paper's settings (docs/algorithms.md#official-hyper-parameters)."""
 
     lr: float = param(3e-6, "learning rate (3e-6)")
     beta1: float = param(0.9, "AdamW β1 (0.9)")
@@ -56,7 +57,8 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LoRASettings:
-    """LoRA through peft (§8.1: r 128, α 64, dropout 0.05, q/k/v/o/up/down/gate)."""
+    """LoRA through peft (docs/algorithms.md#official-hyper-parameters: r 128, α 64, dropout 0.05,
+    q/k/v/o/up/down/gate)."""
 
     enabled: bool = param(True, "train a LoRA adapter (false: full fine-tuning)")
     r: int = param(128, "rank")
@@ -87,7 +89,7 @@ class TrainConfig:
     train_data: str | None = param(None, "training split source (path, s3://, hub id; None: task default)")
     prompt_style: PromptStyle = param("paper", "paper (the official training prompts) | compact (short prompts "
                                                "for tiny character-level models)")
-    reward_mode: Mode = param("fixed", "fixed | faithful reward functions (§6)")
+    reward_mode: Mode = param("fixed", "fixed | faithful reward functions (docs/algorithms.md#tasks-and-rewards)")
     max_prompt_length: int = param(200, "prompt tokens kept (left truncation; Sudoku 1500)")
     algo: AlgoConfig = param(help="objective and likelihood estimator", factory=AlgoConfig)
     rollout: RolloutConfig = param(help="rollout sampler", factory=RolloutConfig)

@@ -143,7 +143,8 @@ def check_4bit_support(cfg: TrainConfig) -> None:
 
 
 def load_base_model(cfg: TrainConfig) -> torch.nn.Module:
-    """The base model of ``cfg``: ``cfg.dtype`` weights, or an NF4 base (double quant, bf16 compute, §8.1) on this
+    """The base model of ``cfg``: ``cfg.dtype`` weights, or an NF4 base (double quant, bf16 compute,
+    docs/algorithms.md#official-hyper-parameters) on this
     process's GPU when ``train.lora.load_in_4bit``."""
     from spg_lib.models import load_model
 

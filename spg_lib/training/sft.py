@@ -1,4 +1,4 @@
-"""Masked-diffusion supervised fine-tuning (the d1 SFT of algorithms.md §5.1).
+"""Masked-diffusion supervised fine-tuning (the d1 SFT of docs/algorithms.md#d1-sft).
 
 Per sequence: t ~ U(0, 1), t' = (1 − ε)·t + ε with ε = 1e-3; every response token is masked
 independently with probability t' (the prompt stays clean); the loss is

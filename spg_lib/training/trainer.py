@@ -274,7 +274,8 @@ class Trainer:
                 parts = {f.name: f(text, **kwargs) for f in fns}
                 for k, v in parts.items():
                     per_fn.setdefault(k, []).append(v)
-                rewards.append(sum(v for v in parts.values() if not math.isnan(v)))  # nansum (§4.1)
+                # nansum: NaN components are ignored (docs/algorithms.md#advantages)
+                rewards.append(sum(v for v in parts.values() if not math.isnan(v)))
                 row += 1
             att = torch.cat([att_p, torch.ones(ids.shape[0], L, dtype=att_p.dtype, device=att_p.device)], dim=1)
             micro.append((ids, att, cmask, P))

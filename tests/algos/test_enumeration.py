@@ -1,4 +1,4 @@
-"""Bounds against exact enumeration on an enumerable toy (algorithms.md §3, §10.1, paper App. E.3).
+"""Bounds against exact enumeration on an enumerable toy (docs/algorithms.md#eubo, paper App. E.3).
 
 The toy "model" is a lookup table: for a noisy sequence z ∈ {0..V−1, [M]}ⁿ it gives logits for every position,
 so every conditional π(x_i | z) is known exactly. Its sequence likelihood under the continuous-time linear

@@ -1,5 +1,7 @@
 """spg_lib.algos.likelihood: chunked target log-probs (values + gradients) and the estimator formula sheet
-(algorithms.md §11 S5–S8, §2.1, §5.3, §5.4) on hand-built tensors, plus numerical safety."""
+(docs/algorithms.md#spg-elbo, docs/algorithms.md#official-eubo-estimator, paper Eq. 8,
+docs/algorithms.md#d1-one-step-estimator, docs/algorithms.md#unigrpo, docs/algorithms.md#espo) on hand-built tensors,
+plus numerical safety."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""spg_lib.algos.masking: forward-process invariants (algorithms.md §2.2, §10.1), statistics, reproducibility,
-UniGRPO structured noising (§5.3), ESPO stratified coupled masks (§5.4) and the mask-seed bookkeeping (§10 1–2)."""
+"""spg_lib.algos.masking: forward-process invariants (docs/algorithms.md#spg-forward-processes), statistics,
+reproducibility,
+UniGRPO structured noising (docs/algorithms.md#unigrpo), ESPO stratified coupled masks (docs/algorithms.md#espo) and the
+mask-seed bookkeeping (docs/faithful-vs-fixed.md#official-quirks Q1–Q2)."""
 
 from __future__ import annotations
 
@@ -152,7 +154,8 @@ def test_block_random_statistics() -> None:
 
 
 def test_block_choice_mod_n_blk_is_nonuniform() -> None:
-    """§10 item 5: NB = 4, L_c in 3 blocks → block 0 chosen with prob 2/4, blocks 1, 2 with 1/4 each."""
+    """docs/faithful-vs-fixed.md#official-quirks Q5: NB = 4, L_c in 3 blocks → block 0 chosen with prob 2/4, blocks 1, 2
+    with 1/4 each."""
     B = 4000
     ids, cmask = _batch(B, 0, 8, [6] * B)
     nb = forward_process("block_random", ids, cmask, prompt_len=0, mask_id=MASK, num_mc=1, block_length=2,

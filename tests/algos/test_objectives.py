@@ -1,4 +1,5 @@
-"""spg_lib.algos.objectives / advantages / registry: hand-computed losses (algorithms.md §4.3, §5, §11 S9–S10),
+"""spg_lib.algos.objectives / advantages / registry: hand-computed losses (docs/algorithms.md#spg-loss,
+docs/algorithms.md#baselines),
 sign/zero properties, and registry errors."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""completion_mask / completion_lengths (algorithms.md §1.4): up to and including the FIRST EOS."""
+"""completion_mask / completion_lengths (docs/decoding.md#completion-mask): up to and including the FIRST EOS."""
 
 from __future__ import annotations
 

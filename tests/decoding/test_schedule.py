@@ -1,4 +1,4 @@
-"""num_transfer_tokens: sums to M, differs by <= 1, larger counts first (algorithms.md §1.3 step 3b, §10.1)."""
+"""num_transfer_tokens: sums to M, differs by <= 1, larger counts first (docs/decoding.md#algorithm)."""
 
 from __future__ import annotations
 

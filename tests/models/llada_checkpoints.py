@@ -11,7 +11,8 @@ import torch
 from official_llada_reference import RefLLaDAModelLM
 from safetensors.torch import save_file
 
-# The published GSAI-ML/LLaDA-8B-Instruct config.json, as described in algorithms.md §1.1 plus the remaining
+# The published GSAI-ML/LLaDA-8B-Instruct config.json, as described in docs/algorithms.md#model-and-tokens plus the
+# remaining
 # fields of the official ModelConfig (all present in the published file).
 LLADA_8B_CONFIG: dict[str, Any] = {
     "activation_type": "silu",

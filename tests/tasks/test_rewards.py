@@ -1,4 +1,4 @@
-"""Golden tests for every reward branch (algorithms.md §6) in both modes."""
+"""Golden tests for every reward branch (docs/algorithms.md#tasks-and-rewards) in both modes."""
 
 import pytest
 

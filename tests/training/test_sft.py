@@ -1,4 +1,4 @@
-"""Masked-diffusion SFT (d1 SFT, algorithms.md §5.1): noise, both loss weightings, batch layout, learning."""
+"""Masked-diffusion SFT (d1 SFT, docs/algorithms.md#d1-sft): noise, both loss weightings, batch layout, learning."""
 
 from __future__ import annotations
 
