@@ -37,10 +37,16 @@ def run(args: argparse.Namespace) -> int:
         print(report(args.show, args.registered))
         return 0
     tree = load_tree(args)
-    ev, train = Path(tree.evaluate.out_dir), Path(tree.train.out_dir)
+    train = Path(tree.train.out_dir)
+
+    def evaluation(name: str) -> Path:  # evaluate.out_dir has no default
+        if tree.evaluate.out_dir is None:
+            raise ValueError(f"--{name} or evaluate.out_dir is required")
+        return Path(tree.evaluate.out_dir) / name / "metrics.json"
+
     timings = args.timing if args.timing is not None else [
         str(p) for p in (Path(tree.base_model.out_dir) / "result.json", train / "result.json") if p.is_file()]
-    summary = summarize(args.base or ev / "base" / "metrics.json", args.trained or ev / "trained" / "metrics.json",
+    summary = summarize(args.base or evaluation("base"), args.trained or evaluation("trained"),
                         args.train_log or train / "metrics.jsonl", args.out, timings=timings)
     print(format_table(summary))
     return 0

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spg_lib.config import param
+from spg_lib.progress import Progress
 from spg_lib.tasks.base import Mode, PromptStyle, check_mode, check_prompt_style
 from spg_lib.tasks.io import atomic_write_json, atomic_write_jsonl
 from spg_lib.tasks.metrics import REMASKING, EvalMetrics, EvalProtocol, Remasking, examples_hash
@@ -136,7 +137,6 @@ def evaluate_model(
         ValueError: `examples` is empty.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from spg_lib.decoding import completion_mask, generate
 
@@ -161,7 +161,7 @@ def evaluate_model(
     model.eval()
     start = time.perf_counter()
     try:
-        with torch.inference_mode(), tqdm(total=len(order), desc=f"eval {task.name}", disable=not progress) as bar:
+        with torch.inference_mode(), Progress(len(order), f"eval {task.name} (examples)", enabled=progress) as bar:
             for b in range(0, len(order), batch_size):
                 idx = order[b : b + batch_size]
                 width = max(len(encoded[i]) for i in idx)
@@ -182,7 +182,7 @@ def evaluate_model(
                 for row, i in enumerate(idx):
                     completions[i] = texts[row]
                     lengths[i] = int(lens[row])
-                bar.update(len(idx))
+                bar.update(b + len(idx))
     finally:
         model.train(was_training)
     wall = time.perf_counter() - start

@@ -95,9 +95,7 @@ def run_sft(cfg: SFTRunConfig, log=print) -> dict[str, Any]:
     model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
     ids, att, resp = build_sft_batch(tokenizer, prompts, responses, response_length=cfg.response_length)
     log(f"sft: {len(examples)} examples, sequence length {ids.shape[1]}, {cfg.sft.steps} steps")
-    history = train_sft(model, ids, att, resp, int(tokenizer.mask_token_id), cfg.sft,
-                        log=lambda row: log(f"  step {row['step']:5d}  loss {row['loss']:.4f}  "
-                                            f"{row['elapsed_s']:.0f}s"))
+    history = train_sft(model, ids, att, resp, int(tokenizer.mask_token_id), cfg.sft)  # progress: spg_lib.progress
     out = save_model_dir(model, tokenizer, Path(cfg.out_dir) / "model",
                          {"sft": dataclasses.asdict(cfg), "history": history})
     return {"model_dir": str(out), "history": history}

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from spg_lib.progress import Progress
+
 EPS_T = 1e-3  # d1 SFT: t' = (1 − 1e-3)·t + 1e-3 keeps 1/t' bounded
 
 
@@ -110,12 +112,15 @@ def train_sft(
     mask_id: int,
     cfg: SFTConfig,
     log: Callable[[dict], None] | None = None,
+    progress: bool = True,
 ) -> list[dict]:
     """Train `model` in place on a fixed tokenised set (left-padded prompt + response + EOS/pad).
 
     Args:
         input_ids: long [N, T]; attention_mask: [N, T] (1 = real token); response_mask: bool [N, T].
         mask_id: the mask token id.
+        log: called with each log step's metrics (every ``cfg.log_every`` steps).
+        progress: a bar on a terminal, else a line every ``cfg.log_every`` steps (`spg_lib.progress`).
     Returns:
         the per-log-step metrics.
     """
@@ -127,6 +132,7 @@ def train_sft(
     n = input_ids.shape[0]
     t0 = time.perf_counter()
     running = 0.0
+    reporter = Progress(total=cfg.steps, desc="sft", every=cfg.log_every, enabled=progress)
     for step in range(cfg.steps):
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         ids, att, resp = input_ids[idx], attention_mask[idx], response_mask[idx]
@@ -150,8 +156,12 @@ def train_sft(
                    "lr": _lr_at(step, cfg), "elapsed_s": time.perf_counter() - t0}
             running = 0.0
             history.append(row)
+            reporter.update(step + 1, loss=row["loss"])
             if log:
                 log(row)
+        else:
+            reporter.update(step + 1)
+    reporter.close()
     model.eval()
     return history
 

@@ -3,6 +3,8 @@
 import json
 
 from spg_lib.cli import main
+from spg_lib.tasks import get_task
+from spg_lib.tasks.metrics import EvalProtocol, examples_hash, read_metrics
 from tests.shared_data import DATA
 
 
@@ -16,6 +18,13 @@ def test_evaluate_tiny_gsm8k(tmp_path, capsys):
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "gsm8k" and metrics["n"] == 4
+    # the one schema: read back as written, protocol with the content hash of the 4 examples evaluated
+    written = read_metrics(out / "metrics.json")
+    assert written.as_dict() == metrics
+    examples = get_task("gsm8k").load_split(str(DATA / "gsm8k_test.jsonl"), "test")[:4]
+    assert written.protocol == EvalProtocol(task="gsm8k", data_hash=examples_hash(examples), n=4, prompt_style="paper",
+                                            mode="fixed", gen_length=16, block_length=8, steps=8, temperature=0.0,
+                                            remasking="low_confidence")
     assert 0.0 <= metrics["accuracy"] <= 100.0 and metrics["tokens_per_s"] > 0
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(rows) == 4

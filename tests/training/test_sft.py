@@ -66,3 +66,44 @@ def test_bad_config_names_the_field():
         SFTConfig(loss_weighting="bogus")
     with pytest.raises(ValueError, match=r"sft\.steps"):
         SFTConfig(steps=0)
+
+
+def test_plugin_task_runs_sft_and_compact_rl(tmp_path, monkeypatch):
+    """A task that a plugin module registers (tests/training/toy_task.py) gets compact prompts, SFT targets and
+    its own teacher defect through its `Task` methods: `run_sft` (2 steps), then one RL step with the
+    before/after evaluation, all with ``prompt_style: compact``."""
+    import json
+
+    from spg_lib.tasks.evaluate import EvalConfig
+    from spg_lib.training import run as run_mod
+    from tests.training.helpers import small_config
+
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps({"i": i}) + "\n" for i in range(1, 9)))  # -i != i
+    seen = {}
+    real_batch = run_mod.build_sft_batch
+
+    def capture(tokenizer, prompts, responses, **kw):
+        seen.update(prompts=list(prompts), responses=list(responses))
+        return real_batch(tokenizer, prompts, responses, **kw)
+
+    monkeypatch.setattr(run_mod, "build_sft_batch", capture)
+    sft = run_mod.SFTRunConfig(task="toy_dense", plugins=["tests.training.toy_task"], train_data=str(data),
+                               prompt_style="compact", out_dir=str(tmp_path / "sft"),
+                               teacher_defect="negated", teacher_defect_fraction=0.5,
+                               sft=SFTConfig(steps=2, batch_size=4, warmup_steps=0, log_every=1))
+    result = run_mod.run_sft(sft, log=lambda *_: None)
+    assert seen["prompts"] == [f"i={i}" for i in range(1, 9)]  # the task's compact prompt
+    negated = [r for r in seen["responses"] if r.startswith("<answer>-")]
+    assert len(negated) == 4  # round(0.5 · 8) demonstrations carry the defect, the others are gold
+    assert set(seen["responses"]) - set(negated) <= {f"<answer>{i}</answer>" for i in range(1, 9)}
+
+    cfg = small_config(model=result["model_dir"], task="toy_dense", plugins=["tests.training.toy_task"],
+                       train_data=str(data), prompt_style="compact", max_steps=1, before_after_eval=True,
+                       out_dir=str(tmp_path / "train"))
+    evaluation = EvalConfig(task="toy_dense", data=str(data), prompt_style="compact", gen_length=16, block_length=8,
+                            steps=8, batch_size=4, limit=4, progress=False)
+    out = run_mod.run_train(cfg, evaluation=evaluation, progress=False)
+    assert out["final_model"] is not None
+    for key in ("eval_before", "eval_after"):
+        assert (out[key]["task"], out[key]["prompt_style"], out[key]["n"]) == ("toy_dense", "compact", 4)
