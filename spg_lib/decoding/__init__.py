@@ -10,7 +10,7 @@
 docs/decoding.md#algorithm. Tests: ``pytest tests/decoding``. Benchmark: ``spg bench decode``.
 """
 
-from spg_lib.decoding._common import GUMBEL_DTYPES, REMASKING_MODES
+from spg_lib.decoding._common import GUMBEL_DTYPES, REMASKING_MODES, GumbelDtype, Remasking
 from spg_lib.decoding.completion import completion_lengths, completion_mask
 from spg_lib.decoding.reference import generate_reference
 from spg_lib.decoding.sampler import generate, top_k_per_row
@@ -19,6 +19,8 @@ from spg_lib.decoding.schedule import num_transfer_tokens
 __all__ = [
     "GUMBEL_DTYPES",
     "REMASKING_MODES",
+    "GumbelDtype",
+    "Remasking",
     "completion_lengths",
     "completion_mask",
     "generate",

@@ -11,13 +11,15 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
-REMASKING_MODES: tuple[str, ...] = ("low_confidence", "random")
+Remasking = Literal["low_confidence", "random"]
+REMASKING_MODES: tuple[str, ...] = get_args(Remasking)
 #: dtypes of the Gumbel noise ("model": the model's parameter dtype, as the official rollout sampler)
-GUMBEL_DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "model")
+GumbelDtype = Literal["float64", "float32", "bfloat16", "model"]
+GUMBEL_DTYPES: tuple[str, ...] = get_args(GumbelDtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from spg_lib.algos import AlgoConfig
 from spg_lib.config import param
+from spg_lib.decoding import GumbelDtype, Remasking
 from spg_lib.tasks.base import Mode, PromptStyle
 
 
@@ -21,8 +22,15 @@ class RolloutConfig:
 
     steps: int = param(128, "denoising steps for the whole completion (official 128 for L=256)")
     temperature: float = param(0.9, "Gumbel-max temperature (0.9; Sudoku 0.3, docs/algorithms.md#tasks-and-rewards)")
-    remasking: Literal["low_confidence", "random"] = param("low_confidence", "low_confidence | random")
+    remasking: Remasking = param("low_confidence", "low_confidence | random")
     batch_size: int = param(6, "rows per generation call (generation_batch_size 6)")
+    redecode_earlier_masks: bool | None = param(None, "True (faithful): earlier-block positions still holding [MASK] "
+                                                      "compete for the current block's slots, as the official "
+                                                      "sampler | False (fixed): a block is final once left; None: "
+                                                      "from train.algo.mode (docs/decoding.md)")
+    gumbel_dtype: GumbelDtype | None = param(None, "precision of the Gumbel noise: model (faithful: the official "
+                                                   "rollout sampler samples in the model dtype) | float64 (fixed) | "
+                                                   "float32 | bfloat16; None: from train.algo.mode")
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -113,6 +121,11 @@ class TrainConfig:
                                            "section's protocol and print a before/after table")
 
     def __post_init__(self) -> None:
+        faithful = self.algo.mode == "faithful"
+        resolved = {"redecode_earlier_masks": faithful, "gumbel_dtype": "model" if faithful else "float64"}
+        unset = {k: v for k, v in resolved.items() if getattr(self.rollout, k) is None}
+        if unset:  # the sampler's faithful flags follow the algorithm's mode unless set explicitly
+            object.__setattr__(self, "rollout", dataclasses.replace(self.rollout, **unset))
         for name in ("num_generations", "prompts_per_step", "grad_accum", "max_steps", "max_prompt_length",
                      "keep_checkpoints", "max_bad_steps", "chunk_size"):
             if getattr(self, name) < 1:

@@ -248,6 +248,8 @@ class Trainer:
                 out = generate(model, p_ids[cs], p_att[cs], gen_length=L, block_length=cfg.algo.block_length,
                                steps=cfg.rollout.steps, mask_id=self.mask_id, temperature=cfg.rollout.temperature,
                                remasking=cfg.rollout.remasking,
+                               redecode_earlier_masks=cfg.rollout.redecode_earlier_masks,
+                               gumbel_dtype=cfg.rollout.gumbel_dtype,
                                generator=_gen(cfg.seed, "rollout", r, gmb, c, device=acc.device))
                 ids_all.append((j, out, p_att[cs]))
         t_gen = time.perf_counter() - t0
