@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -148,3 +149,23 @@ def test_local_artifact_root(tmp_path):
     assert local_artifact_root("sqlite:///mlruns.db", tmp_path) == tmp_path.resolve() / "mlartifacts"
     assert local_artifact_root(f"sqlite:///{tmp_path}/db/x.db") == tmp_path / "db" / "mlartifacts"
     assert local_artifact_root("http://127.0.0.1:5000") is None
+
+
+def test_using_tracking_uri_restores_the_callers_setting(tmp_path, monkeypatch):
+    """Unset before -> unset after (MLflow mirrors the URI into MLFLOW_TRACKING_URI: that goes away too); an
+    environment setting comes back unchanged."""
+    import mlflow
+
+    from spg_lib.registry.store import using_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    inside = f"sqlite:///{tmp_path / 'a.db'}"
+    with using_tracking_uri(inside):
+        assert mlflow.get_tracking_uri() == inside
+    assert not mlflow.is_tracking_uri_set() and "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
+    with using_tracking_uri(inside):
+        assert mlflow.get_tracking_uri() == inside
+    assert mlflow.get_tracking_uri() == os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'env.db'}"
+    mlflow.set_tracking_uri(None)

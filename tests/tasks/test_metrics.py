@@ -87,7 +87,7 @@ def test_missing_and_broken_files(tmp_path):
     with pytest.raises(MetricsError, match="does not exist"):
         read_metrics(tmp_path / "nope.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(MetricsError, match="bad.json: not valid JSON"):
+    with pytest.raises(MetricsError, match=r"bad\.json: not valid JSON"):
         read_metrics(tmp_path / "bad.json")
     (tmp_path / "list.json").write_text("[1]")
     with pytest.raises(MetricsError, match="expected a JSON object, got list"):
