@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"spg register: MLflow error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if cfg.out:
-        from spg_lib.tasks.io import atomic_write_json
+        from spg_lib.io import atomic_write_json
 
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(Path(cfg.out), result.as_dict())

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spg_lib.tasks.io import atomic_write_json
+from spg_lib.io import atomic_write_json
 from spg_lib.training.run import SFTRunConfig, run_sft
 
 __all__ = ["BaseModelConfig", "make_base_model"]

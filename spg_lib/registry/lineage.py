@@ -9,11 +9,9 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from spg_lib.config import flatten
+from spg_lib.io import read_yaml
 
 UNKNOWN = "unknown"
 
@@ -48,7 +46,7 @@ def dvc_lock_hashes(path: str | Path) -> dict[str, str]:
         FileNotFoundError: no such file; ValueError: not YAML / not a dvc.lock layout.
     """
     path = Path(path)
-    doc = _yaml_mapping(path, "a mapping of stages")
+    doc = read_yaml(path, what="dvc lock file")
     stages = doc.get("stages", {k: v for k, v in doc.items() if k != "schema"})
     if not isinstance(stages, dict):
         raise ValueError(f"{path}: 'stages' is not a mapping")
@@ -66,22 +64,9 @@ def dvc_lock_hashes(path: str | Path) -> dict[str, str]:
     return out
 
 
-def _yaml_mapping(path: Path, expected: str) -> dict[str, Any]:
-    """The YAML mapping in ``path`` ({} for an empty file); ValueError naming the file otherwise."""
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected {expected}")
-    return doc
-
-
 def flat_params(path: str | Path) -> dict[str, str]:
     """params.yaml flattened to ``{"section.key": "value"}`` (lists / empty mappings as JSON, None as "null")."""
-    doc = _yaml_mapping(Path(path), "a mapping at the top level")
+    doc = read_yaml(path, what="params file")
     return {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in flatten(doc).items()}
 
 

@@ -17,13 +17,14 @@ Loading needs `spg_lib` importable (the wrapper class is pickled by reference, n
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd  # the type hint MLflow reads (a DataFrame after schema enforcement)
+
+from spg_lib.io import read_json
 
 GENERATION_KEYS = ("gen_length", "steps", "block_length", "temperature", "remasking")
 
@@ -78,7 +79,7 @@ class SPGDiffusionModel(mlflow.pyfunc.PythonModel):
         self.model, self.tokenizer = load_checkpoint(context.artifacts, cfg, device=device, dtype=dtype)
         self.device = torch.device(device)
         gen_file = context.artifacts.get("generation_config")
-        self.generation = json.loads(Path(gen_file).read_text()) if gen_file else {}
+        self.generation = read_json(gen_file, what="generation config") if gen_file else {}
         self.use_chat_template = bool(cfg.get("chat_template", True))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[str]:

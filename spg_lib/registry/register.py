@@ -39,6 +39,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from spg_lib.io import InputError, read_json
 from spg_lib.registry.lineage import dvc_lock_hashes, flat_params, git_commit, git_dirty, safe_key
 from spg_lib.registry.store import get_or_create_experiment, using_tracking_uri
 from spg_lib.tasks.metrics import PROTOCOL_KEYS, EvalMetrics, EvalProtocol, MetricsError, read_metrics
@@ -49,7 +50,7 @@ DEFAULT_EXPERIMENT = "spg-models"
 _MAX_TAG_VALUE = 5000
 
 
-class RegistryInputError(ValueError):
+class RegistryInputError(InputError):
     """Invalid input file / directory; the message names the file (and field)."""
 
 
@@ -97,9 +98,9 @@ def inspect_model_dir(path: str | Path, base_model: str | None = None) -> ModelS
         raise RegistryInputError(f"model directory {path} is not a directory")
     if (path / "adapter_config.json").is_file():
         try:
-            adapter_cfg = json.loads((path / "adapter_config.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise RegistryInputError(f"{path / 'adapter_config.json'}: not valid JSON ({exc})") from exc
+            adapter_cfg = read_json(path / "adapter_config.json", what="adapter config")
+        except InputError as exc:
+            raise RegistryInputError(str(exc)) from None
         base = base_model or adapter_cfg.get("base_model_name_or_path")
         if not base:
             raise RegistryInputError(f"model directory {path} is a LoRA adapter without a base model reference: "

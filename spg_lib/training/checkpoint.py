@@ -19,8 +19,6 @@ rank.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
 import shutil
@@ -29,6 +27,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from spg_lib.io import atomic_write_json, read_json, replace_dir
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -57,14 +57,8 @@ def commit_checkpoint(tmp: str | Path, weights: dict[str, torch.Tensor], state: 
         raise ValueError(f"{tmp}: not a checkpoint staging directory (step-<N>.tmp)")
     save_file({n: t.detach().contiguous().cpu() for n, t in weights.items()}, str(tmp / "model.safetensors"))
     torch.save(state, tmp / "state.pt")
-    with open(tmp / "meta.json", "w") as fh:
-        json.dump({"step": int(m.group(1)), **meta}, fh, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    final = root / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    atomic_write_json(tmp / "meta.json", {"step": int(m.group(1)), **meta}, default=str)
+    final = replace_dir(tmp, root / name)
     if keep_last is not None:
         steps = sorted(_list_steps(root))
         for old in steps[:-keep_last]:
@@ -119,7 +113,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None) -> tuple[di
     path = Path(path)
     load_weights(path, model)
     state = torch.load(path / "state.pt", weights_only=False)
-    meta = json.loads((path / "meta.json").read_text())
+    meta = read_json(path / "meta.json", what="checkpoint meta")
     return state, meta
 
 
