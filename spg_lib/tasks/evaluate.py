@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from spg_lib.config import param
+from spg_lib.decoding import REMASKING_MODES, Remasking
+from spg_lib.io import atomic_write_json, atomic_write_jsonl
 from spg_lib.progress import Progress
 from spg_lib.tasks.base import Mode, PromptStyle, check_mode, check_prompt_style
-from spg_lib.tasks.io import atomic_write_json, atomic_write_jsonl
-from spg_lib.tasks.metrics import REMASKING, EvalMetrics, EvalProtocol, Remasking, examples_hash
+from spg_lib.tasks.metrics import EvalMetrics, EvalProtocol, examples_hash
 from spg_lib.tasks.prompts import EVAL_REASONING_PREFILL
 from spg_lib.tasks.registry import get_task
 
@@ -76,8 +77,9 @@ class EvalConfig:
             raise ValueError(f"evaluate.limit must be >= 1, got {self.limit}")
         if self.temperature < 0:
             raise ValueError(f"evaluate.temperature must be >= 0, got {self.temperature}")
-        if self.remasking not in REMASKING:
-            raise ValueError(f"evaluate.remasking must be one of {', '.join(REMASKING)}; got {self.remasking!r}")
+        if self.remasking not in REMASKING_MODES:
+            raise ValueError(f"evaluate.remasking must be one of {', '.join(REMASKING_MODES)}; got "
+                             f"{self.remasking!r}")
         check_mode(self.mode)
         check_prompt_style(self.prompt_style, "evaluate.prompt_style")
 

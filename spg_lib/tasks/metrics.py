@@ -24,15 +24,14 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from spg_lib.decoding import REMASKING_MODES, Remasking
 from spg_lib.io import InputError, read_json
 from spg_lib.tasks.base import MODES, PROMPT_STYLES, Mode, PromptStyle
 
-__all__ = ["METRICS_SCHEMA_VERSION", "PROTOCOL_KEYS", "REMASKING", "EvalMetrics", "EvalProtocol", "MetricsError",
-           "Remasking", "examples_hash", "read_metrics"]
+__all__ = ["METRICS_SCHEMA_VERSION", "PROTOCOL_KEYS", "EvalMetrics", "EvalProtocol", "MetricsError", "examples_hash",
+           "read_metrics"]
 
 METRICS_SCHEMA_VERSION = 1
-Remasking = Literal["low_confidence", "random"]  # the block sampler's remasking rules (spg_lib.decoding)
-REMASKING: tuple[str, ...] = typing.get_args(Remasking)
 
 
 class MetricsError(InputError):
@@ -107,7 +106,7 @@ class EvalProtocol:
     remasking: Remasking
 
     def __post_init__(self) -> None:
-        for name, valid in (("prompt_style", PROMPT_STYLES), ("mode", MODES), ("remasking", REMASKING)):
+        for name, valid in (("prompt_style", PROMPT_STYLES), ("mode", MODES), ("remasking", REMASKING_MODES)):
             if getattr(self, name) not in valid:
                 raise MetricsError(f"field {name!r} must be one of {list(valid)}, got {getattr(self, name)!r}")
 

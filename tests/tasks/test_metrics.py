@@ -8,12 +8,10 @@ import typing
 
 import pytest
 
-from spg_lib.decoding import REMASKING_MODES
 from spg_lib.tasks.evaluate import EvalConfig
 from spg_lib.tasks.metrics import (
     METRICS_SCHEMA_VERSION,
     PROTOCOL_KEYS,
-    REMASKING,
     EvalMetrics,
     EvalProtocol,
     MetricsError,
@@ -32,7 +30,6 @@ METRICS = EvalMetrics(protocol=PROTOCOL, accuracy=37.5, exact_match=25.0, mean_c
 def test_protocol_keys_are_the_comparability_settings():
     assert PROTOCOL_KEYS == ("task", "data_hash", "n", "prompt_style", "mode", "gen_length", "block_length", "steps",
                              "temperature", "remasking")
-    assert REMASKING == REMASKING_MODES  # the sampler's rules, as a Literal for the config
 
 
 def test_metrics_file_round_trip(tmp_path):
