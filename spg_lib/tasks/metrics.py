@@ -48,7 +48,7 @@ def examples_hash(examples: Iterable[Mapping[str, Any]]) -> str:
 
 
 def _check(value: Any, annotation: Any, where: str, name: str) -> Any:
-    """`value` converted to `annotation` (int, float, str, bool, a Literal, or X | None), else MetricsError."""
+    """`value` converted to `annotation` (int, float, str, a Literal, or X | None), else MetricsError."""
     args = typing.get_args(annotation)
     if type(None) in args:
         if value is None:
