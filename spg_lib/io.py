@@ -21,8 +21,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -168,7 +168,8 @@ def atomic_write(path: PathLike, mode: Literal["w", "wb"] = "w") -> Iterator[IO[
     """A file object on a temporary sibling of `path`, fsynced and renamed over `path` when the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = _sibling(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for a plain open()
     try:
         kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -180,6 +181,11 @@ def atomic_write(path: PathLike, mode: Literal["w", "wb"] = "w") -> Iterator[IO[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _sibling(target: Path, tag: str = "tmp") -> Path:
+    """A fresh hidden name next to `target` (same directory, so a rename is atomic)."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.{tag}")
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:
@@ -227,8 +233,8 @@ def replace_dir(src: PathLike, dst: PathLike) -> Path:
     """
     src, dst = Path(src), Path(dst)
     if dst.exists() or dst.is_symlink():
-        old = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.old-"))
-        os.replace(dst, old / dst.name)
+        old = _sibling(dst, "old")
+        os.replace(dst, old)
         os.replace(src, dst)
         remove_path(old)
     else:
@@ -241,7 +247,8 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     """An empty temporary sibling directory of `path`, renamed over `path` when the block succeeds (removed else)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    tmp = _sibling(target)
+    tmp.mkdir()  # (the umask applies, as for a plain mkdir)
     try:
         yield tmp
         replace_dir(tmp, target)

@@ -12,6 +12,7 @@ from typing import Literal
 from spg_lib.algos import AlgoConfig
 from spg_lib.config import param
 from spg_lib.decoding import GumbelDtype, Remasking
+from spg_lib.io import BUILTIN_TINY
 from spg_lib.tasks.base import Mode, PromptStyle
 
 
@@ -89,7 +90,7 @@ class LoRASettings:
 class TrainConfig:
     """One RL run: model, task, algorithm, rollouts, batch geometry, optimisation and bookkeeping."""
 
-    model: str = param("builtin:tiny", "checkpoint dir, file://, hub id, or builtin:tiny")
+    model: str = param(BUILTIN_TINY, "checkpoint dir, file://, hub id, or builtin:tiny")
     tokenizer: str | None = param(None, "tokenizer dir (None: same as model)")
     task: str = param("countdown", "task name (gsm8k | math500 | countdown | sudoku, or one a plugin registers)")
     plugins: list[str] = param(help="Python modules imported before the task is looked up; a module adds tasks "
@@ -133,7 +134,7 @@ class TrainConfig:
         if self.lora.load_in_4bit and not self.lora.enabled:
             raise ValueError("train.lora.load_in_4bit needs train.lora.enabled: a 4-bit base is frozen, only a LoRA "
                              "adapter on it can train")
-        if self.lora.load_in_4bit and self.model == "builtin:tiny":
+        if self.lora.load_in_4bit and self.model == BUILTIN_TINY:
             raise ValueError("train.lora.load_in_4bit loads a checkpoint through bitsandbytes; builtin:tiny is "
                              "built in memory (set train.lora.load_in_4bit false)")
         if self.checkpoint_every < 0:

@@ -10,9 +10,6 @@ import dataclasses
 import functools
 import importlib
 import importlib.util
-import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,9 +18,9 @@ import torch
 
 from spg_lib.algos import AlgoConfig
 from spg_lib.config import param
+from spg_lib.io import BUILTIN_TINY, atomic_dir, atomic_write_json, read_json
 from spg_lib.tasks.base import PromptStyle
 from spg_lib.tasks.evaluate import EvalConfig
-from spg_lib.tasks.io import atomic_write_json
 from spg_lib.training.config import TrainConfig
 from spg_lib.training.sft import SFTConfig, build_sft_batch, train_sft
 from spg_lib.training.teacher_defects import apply_teacher_defect, check_teacher_defect
@@ -33,7 +30,7 @@ from spg_lib.training.teacher_defects import apply_teacher_defect, check_teacher
 class SFTRunConfig:
     """`spg sft`: masked-diffusion SFT of a (tiny) model on a task's training split."""
 
-    model: str = param("builtin:tiny", "starting checkpoint (dir, file://, hub id, builtin:tiny)")
+    model: str = param(BUILTIN_TINY, "starting checkpoint (dir, file://, hub id, builtin:tiny)")
     task: str = param("sudoku", "task name (or one a plugin registers)")
     plugins: list[str] = param(help="Python modules imported before the task is looked up (as train.plugins)",
                                factory=list)
@@ -68,18 +65,12 @@ def load_examples(task, source: str, split: str = "train", limit: int | None = N
 
 def save_model_dir(model, tokenizer, out: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """save_pretrained model + tokenizer into ``out`` atomically (tmp dir, then rename)."""
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if extra:
-        (tmp / "spg_run.json").write_text(json.dumps(extra, indent=2, default=str))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if extra:
+            atomic_write_json(tmp / "spg_run.json", extra, default=str)
+    return Path(out)
 
 
 def run_sft(cfg: SFTRunConfig, log=print) -> dict[str, Any]:
@@ -253,7 +244,7 @@ def run_train(cfg: TrainConfig, *, evaluation: EvalConfig | None = None, resume:
     if cfg.before_after_eval and trainer.acc.is_main_process:
         before_path = out / "eval_before.json"
         if resume and before_path.exists():  # the starting model of a resumed run was evaluated already
-            before = json.loads(before_path.read_text())
+            before = read_json(before_path, what="evaluation of the starting model")
         else:
             before = evaluate_for_table(trainer.acc.unwrap_model(trainer.model), tokenizer, task, evaluation)
             atomic_write_json(before_path, before)

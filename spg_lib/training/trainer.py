@@ -51,6 +51,7 @@ import torch
 from spg_lib.algos import compute_advantages, draw_mask_seeds, mask_generator, mask_seed_index
 from spg_lib.config import to_dict
 from spg_lib.decoding import completion_mask, generate
+from spg_lib.io import atomic_write_text
 from spg_lib.models.capabilities import ForwardOnly
 from spg_lib.progress import Progress
 from spg_lib.training.checkpoint import (
@@ -456,9 +457,7 @@ class Trainer:
                 continue
             if int(row.get("step", 0)) <= keep_through:
                 kept.append(line + "\n")
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(kept))
 
     def state(self, rngs: list[dict] | None = None, buffers: list[Rollout | None] | None = None) -> dict[str, Any]:
         """Loop state: scheduler, counters, every process's rollout buffer and RNG states (+ optimizer if unsharded)."""

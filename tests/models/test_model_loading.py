@@ -83,6 +83,11 @@ def test_missing_and_malformed_paths(tmp_path: Path) -> None:
         load_model(str(tmp_path))
     with pytest.raises(FileNotFoundError):
         load_tokenizer("./definitely/missing")
+    with pytest.raises(ValueError, match="fetch an s3:// checkpoint first"):
+        load_model("s3://bucket/ckpt")
+    for_localhost = tmp_path / "m"
+    init_tiny_model().save_pretrained(for_localhost)
+    assert isinstance(load_model(f"file://localhost{for_localhost}"), LLaDAModelLM)  # RFC 8089: an absolute path
 
 
 def test_load_tokenizer_sets_mask_token_from_config(tmp_path: Path) -> None:
