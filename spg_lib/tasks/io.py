@@ -161,8 +161,13 @@ def _load_file(url: str, label: str, options: Mapping[str, Any], *, allow_empty:
         raise DataError(f"{label}: unsupported file type {suffix!r} (use one of {', '.join(_BUILDERS)})")
     kwargs: dict[str, Any] = {"storage_options": dict(options)} if options else {}
     if suffix in (".jsonl", ".json", ".csv"):
-        with _open(url, options) as f:
-            head = f.read(1 << 16)
+        try:
+            with _open(url, options) as f:
+                head = f.read(1 << 16)
+        except FileNotFoundError:
+            raise DataError(f"data file {label} does not exist") from None
+        except OSError as exc:  # s3: credentials rejected, endpoint unreachable, ...
+            raise DataError(f"{label}: cannot open ({type(exc).__name__}: {_cause(exc)})") from None
         if not head.strip():
             if allow_empty:
                 return Table(label, [], [])
