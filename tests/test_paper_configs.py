@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import types
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import yaml
 
 from spg_lib.config import from_dict, load_config
 from spg_lib.pipeline.base_model import BaseModelConfig
+from spg_lib.pipeline.config import load_pipeline_config
 from spg_lib.tasks.evaluate import EvalConfig
 from spg_lib.tasks.registry import get_task
 from spg_lib.training.config import TrainConfig
@@ -85,9 +87,9 @@ def test_one_file_per_task():
 def test_schema_is_params_yaml(task):
     params, doc = _doc(ROOT / "params.yaml"), _doc(_path(task))
     assert list(doc) == list(params)  # same sections, same order
-    for section in ("data", "base_model", "register"):  # plain mappings: compare the key sets themselves
+    for section in ("data", "base_model", "register"):  # the same keys set explicitly as the default run's
         assert set(doc[section]) == set(params[section]), section
-    # train / sft / evaluate are dataclasses: the loaders reject unknown keys (test_sections_load_...)
+    load_pipeline_config(_path(task))  # every section is a dataclass: unknown keys are errors
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -105,7 +107,7 @@ def test_sections_load_through_the_project_loaders(task):
     assert data["task"] == train.task == sft.task == ev.task == task
     assert data["out_dir"] == f"data/{task}"
     assert train.train_data == sft.train_data == f"{data['out_dir']}/train.jsonl"
-    assert ev.data == train.eval.data == f"{data['out_dir']}/test.jsonl"
+    assert ev.data == f"{data['out_dir']}/test.jsonl"
     assert train.model == f"{base.out_dir}/model"
     assert isinstance(data["n_train"], int) and isinstance(data["seed"], int)  # --n-train / --seed are ints
     # the test file: the task's own bundled name, a local path (dvc.yaml lists it as a dependency)
@@ -161,8 +163,9 @@ def test_paper_values(task):
     ev = _eval_config(doc["evaluate"])
     assert (ev.gen_length, ev.steps, ev.block_length, ev.batch_size) == (256, 128, 32, 8)
     assert (ev.prompt_style, ev.dtype) == ("paper", "bfloat16")
-    te = cfg.eval  # the optional before/after table uses the same protocol
-    assert (te.enabled, te.gen_length, te.steps, te.block_length, te.batch_size) == (False, 256, 128, 32, 8)
+    assert cfg.before_after_eval is False  # the optional before/after table would use this same section
+    assert (ev.redecode_earlier_masks, ev.gumbel_dtype) == (True, "float32")  # the official eval sampler
+    assert (cfg.rollout.redecode_earlier_masks, cfg.rollout.gumbel_dtype) == (True, "model")  # official rollouts
     for gen_length, steps, batch in ((128, 64, 8), (512, 256, 4)):  # the other two lengths, as the header says
         _eval_config(doc["evaluate"], gen_length=gen_length, steps=steps, batch_size=batch)
 
@@ -201,7 +204,7 @@ def test_dvc_stages_accept_the_file(task, tmp_path, monkeypatch):
     monkeypatch.setattr(base_model_mod, "make_base_model",
                         record("base", {"source": "fetch", "model_dir": "runs/base/model", "wall_time_s": 0.0}))
     monkeypatch.setattr(run_mod, "run_train", record("train", {"final_model": None}))
-    monkeypatch.setattr(evaluate_mod, "evaluate", record("evaluate", {}))
+    monkeypatch.setattr(evaluate_mod, "evaluate", record("evaluate", types.SimpleNamespace(as_dict=dict)))
 
     stages = _doc(ROOT / "dvc.yaml")["stages"]
     for name, stage in stages.items():

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spg_lib.config import param
-from spg_lib.decoding import REMASKING_MODES, Remasking
+from spg_lib.decoding import REMASKING_MODES, GumbelDtype, Remasking
 from spg_lib.io import atomic_write_json, atomic_write_jsonl
 from spg_lib.progress import Progress
 from spg_lib.tasks.base import Mode, PromptStyle, check_mode, check_prompt_style
@@ -51,6 +51,13 @@ class EvalConfig:
     remasking: Remasking = param("low_confidence", "which masked positions are decoded first: low_confidence "
                                                    "(the most confident) | random")
     seed: int = param(0, "seed of the sampling noise (used only with temperature > 0 or remasking random)")
+    redecode_earlier_masks: bool | None = param(None, "True (faithful): earlier-block positions still holding [MASK] "
+                                                      "compete for the current block's slots, as the official "
+                                                      "sampler | False (fixed); None: from evaluate.mode "
+                                                      "(docs/decoding.md)")
+    gumbel_dtype: GumbelDtype | None = param(None, "precision of the sampling noise (temperature > 0 only): float32 "
+                                                   "(faithful: the official eval sampler) | float64 (fixed) | "
+                                                   "bfloat16 | model; None: from evaluate.mode")
     batch_size: int = param(8, "prompts per generation call")
     limit: int | None = param(None, "evaluate only the first N test examples (None: all)")
     mode: Mode = param("fixed", "scoring: fixed (defects of the official parsers corrected) | faithful")
@@ -63,6 +70,11 @@ class EvalConfig:
     progress: bool = param(True, "show progress while generating")
 
     def __post_init__(self) -> None:
+        faithful = self.mode == "faithful"
+        if self.redecode_earlier_masks is None:  # the sampler's faithful flags follow the mode unless set
+            object.__setattr__(self, "redecode_earlier_masks", faithful)
+        if self.gumbel_dtype is None:
+            object.__setattr__(self, "gumbel_dtype", "float32" if faithful else "float64")
         for name in ("gen_length", "steps", "block_length", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -124,13 +136,11 @@ def encode_prompts(tokenizer: Any, task: Any, examples: list[dict], prompt_style
 
 
 def evaluate_model(
-    model: Any, tokenizer: Any, task: Any, examples: list[dict], *, gen_length: int = 256, steps: int = 128,
-    block_length: int = 32, batch_size: int = 8, mode: str = "fixed", prompt_style: str = "paper",
-    add_special_tokens: bool = True, temperature: float = 0.0, remasking: str = "low_confidence", seed: int = 0,
-    progress: bool = False,
+    model: Any, tokenizer: Any, task: Any, examples: list[dict], cfg: EvalConfig,
 ) -> tuple[list[dict[str, Any]], EvalMetrics]:
     """Block decoding of every example with an in-memory model, then the task's scorer.
 
+    Decoding, scoring and prompt settings come from ``cfg`` (its model, task, data and out_dir are not read).
     Returns (records, metrics): one record per example (completion, extraction, correctness) and the
     `EvalMetrics` (protocol, accuracy in %, completion lengths, wall time, tokens/s). The model's train/eval
     mode is restored afterwards, so the trainer can call this before and after training.
@@ -151,9 +161,10 @@ def evaluate_model(
     eos_id = int(tokenizer.eos_token_id)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(config.pad_token_id)
     # drawn from only when sampling (temperature > 0) or remasking at random; greedy decoding draws nothing
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    gen_length, batch_size = cfg.gen_length, cfg.batch_size
 
-    encoded = encode_prompts(tokenizer, task, examples, prompt_style, add_special_tokens)
+    encoded = encode_prompts(tokenizer, task, examples, cfg.prompt_style, cfg.add_special_tokens)
     # longest first: similar lengths share a batch (less padding), and OOM shows up at once
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
 
@@ -163,7 +174,7 @@ def evaluate_model(
     model.eval()
     start = time.perf_counter()
     try:
-        with torch.inference_mode(), Progress(len(order), f"eval {task.name} (examples)", enabled=progress) as bar:
+        with torch.inference_mode(), Progress(len(order), f"eval {task.name} (examples)", enabled=cfg.progress) as bar:
             for b in range(0, len(order), batch_size):
                 idx = order[b : b + batch_size]
                 width = max(len(encoded[i]) for i in idx)
@@ -175,8 +186,10 @@ def evaluate_model(
                     attn[row, width - len(seq) :] = 1
                 out = generate(
                     model, ids.to(device), attn.to(device),
-                    gen_length=gen_length, block_length=block_length, steps=steps,
-                    mask_id=mask_id, temperature=temperature, remasking=remasking, generator=generator,
+                    gen_length=gen_length, block_length=cfg.block_length, steps=cfg.steps,
+                    mask_id=mask_id, temperature=cfg.temperature, remasking=cfg.remasking,
+                    redecode_earlier_masks=cfg.redecode_earlier_masks, gumbel_dtype=cfg.gumbel_dtype,
+                    generator=generator,
                 )
                 gen = out[:, -gen_length:].cpu()
                 texts = tokenizer.batch_decode(gen, skip_special_tokens=False)
@@ -193,7 +206,7 @@ def evaluate_model(
     correct_sum = total_sum = 0.0
     for ex, text, n_tok in zip(examples, completions, lengths):
         gt = task.ground_truth(ex)
-        res = task.score(text, gt, mode=mode)
+        res = task.score(text, gt, mode=cfg.mode)
         correct_sum += res.correct
         total_sum += res.total
         records.append({
@@ -206,9 +219,10 @@ def evaluate_model(
             "completion_tokens": n_tok,
         })
     n = len(records)
-    protocol = EvalProtocol(task=task.name, data_hash=examples_hash(examples), n=n, prompt_style=prompt_style,
-                            mode=mode, gen_length=gen_length, block_length=block_length, steps=steps,
-                            temperature=float(temperature), remasking=remasking)
+    protocol = EvalProtocol(task=task.name, data_hash=examples_hash(examples), n=n, prompt_style=cfg.prompt_style,
+                            mode=cfg.mode, gen_length=gen_length, block_length=cfg.block_length, steps=cfg.steps,
+                            temperature=float(cfg.temperature), remasking=cfg.remasking,
+                            redecode_earlier_masks=bool(cfg.redecode_earlier_masks))
     metrics = EvalMetrics(
         protocol=protocol,
         accuracy=100.0 * correct_sum / total_sum if total_sum else 0.0,
@@ -242,11 +256,7 @@ def evaluate(cfg: EvalConfig) -> EvalMetrics:
     dtype = cfg.dtype or ("bfloat16" if device.type == "cuda" else None)
     model = load_model(model_uri, dtype=dtype, device=device)
     tokenizer = load_tokenizer(model_uri)
-    records, metrics = evaluate_model(
-        model, tokenizer, task, examples, gen_length=cfg.gen_length, steps=cfg.steps,
-        block_length=cfg.block_length, batch_size=cfg.batch_size, mode=cfg.mode, prompt_style=cfg.prompt_style,
-        add_special_tokens=cfg.add_special_tokens, temperature=cfg.temperature, remasking=cfg.remasking,
-        seed=cfg.seed, progress=cfg.progress)
+    records, metrics = evaluate_model(model, tokenizer, task, examples, cfg)
     metrics = dataclasses.replace(metrics, model=model_uri, data=source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 Two accuracies are comparable only when their evaluations ran the same protocol (`EvalProtocol`): the same task
 on the same test examples (``data_hash``, a content hash of the examples evaluated, so a copy of the split under
 another path compares and an edited file does not; ``n`` their number), the same prompts (``prompt_style``),
-the same decoding (``gen_length``, ``block_length``, ``steps``, ``temperature``, ``remasking``) and the same
+the same decoding (``gen_length``, ``block_length``, ``steps``, ``temperature``, ``remasking``,
+``redecode_earlier_masks``) and the same
 scorer (``mode``: faithful or fixed parsing). `spg summarize` refuses to compare base and trained
 evaluations that differ in any of them, and the registry's champion gate refuses to rank a version against a
 champion evaluated otherwise.
@@ -48,7 +49,7 @@ def examples_hash(examples: Iterable[Mapping[str, Any]]) -> str:
 
 
 def _check(value: Any, annotation: Any, where: str, name: str) -> Any:
-    """`value` converted to `annotation` (int, float, str, a Literal, or X | None), else MetricsError."""
+    """`value` converted to `annotation` (bool, int, float, str, a Literal, or X | None), else MetricsError."""
     args = typing.get_args(annotation)
     if type(None) in args:
         if value is None:
@@ -59,6 +60,10 @@ def _check(value: Any, annotation: Any, where: str, name: str) -> Any:
         if value not in args:
             raise MetricsError(f"{where}: field {name!r} must be one of {list(args)}, got {value!r}")
         return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise MetricsError(f"{where}: field {name!r} must be true or false, got {value!r}")
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if annotation is int:
         if number and math.isfinite(value) and float(value).is_integer():
@@ -104,6 +109,7 @@ class EvalProtocol:
     steps: int
     temperature: float
     remasking: Remasking
+    redecode_earlier_masks: bool
 
     def __post_init__(self) -> None:
         for name, valid in (("prompt_style", PROMPT_STYLES), ("mode", MODES), ("remasking", REMASKING_MODES)):

@@ -190,10 +190,7 @@ def evaluate_for_table(model, tokenizer, task, ev: EvalConfig) -> dict[str, Any]
     from spg_lib.tasks.evaluate import evaluate_model
 
     examples = load_examples(task, ev.data or task.default_source("test"), "test", ev.limit)
-    _, metrics = evaluate_model(
-        model, tokenizer, task, examples, gen_length=ev.gen_length, steps=ev.steps, block_length=ev.block_length,
-        batch_size=ev.batch_size, mode=ev.mode, prompt_style=ev.prompt_style, temperature=ev.temperature,
-        remasking=ev.remasking, seed=ev.seed, add_special_tokens=ev.add_special_tokens)
+    _, metrics = evaluate_model(model, tokenizer, task, examples, dataclasses.replace(ev, progress=False))
     return metrics.as_dict()
 
 

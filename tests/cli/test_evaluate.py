@@ -24,7 +24,7 @@ def test_evaluate_tiny_gsm8k(tmp_path, capsys):
     examples = get_task("gsm8k").load_split(str(DATA / "gsm8k_test.jsonl"), "test")[:4]
     assert written.protocol == EvalProtocol(task="gsm8k", data_hash=examples_hash(examples), n=4, prompt_style="paper",
                                             mode="fixed", gen_length=16, block_length=8, steps=8, temperature=0.0,
-                                            remasking="low_confidence")
+                                            remasking="low_confidence", redecode_earlier_masks=False)
     assert 0.0 <= metrics["accuracy"] <= 100.0 and metrics["tokens_per_s"] > 0
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(rows) == 4

@@ -11,7 +11,8 @@ from spg_lib.pipeline.summary import ProtocolMismatchError, accuracy_by_length, 
 from spg_lib.tasks.metrics import EvalMetrics, EvalProtocol, MetricsError
 
 PROTOCOL = EvalProtocol(task="sudoku", data_hash="ab" * 32, n=4, prompt_style="compact", mode="fixed", gen_length=40,
-                        block_length=8, steps=20, temperature=0.0, remasking="low_confidence")
+                        block_length=8, steps=20, temperature=0.0, remasking="low_confidence",
+                        redecode_earlier_masks=False)
 
 
 def _metrics(path, accuracy, wall=10.0, **protocol):

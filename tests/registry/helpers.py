@@ -13,7 +13,8 @@ from spg_lib.tasks.metrics import PROTOCOL_KEYS, EvalMetrics, EvalProtocol
 
 # the tiny protocol: 8 tokens, 8 steps, one block, greedy, paper prompts, on 4 test examples
 PROTOCOL = EvalProtocol(task="gsm8k", data_hash="5e" * 32, n=4, prompt_style="paper", mode="fixed", gen_length=8,
-                        block_length=8, steps=8, temperature=0.0, remasking="low_confidence")
+                        block_length=8, steps=8, temperature=0.0, remasking="low_confidence",
+                        redecode_earlier_masks=False)
 PROBE = torch.tensor([[7, 40, 41, 42, 9, 60, 61, 6, 6, 6], [8, 50, 51, 52, 53, 54, 6, 6, 6, 6]])
 
 

@@ -21,7 +21,8 @@ from spg_lib.tasks.metrics import (
 
 PROTOCOL = EvalProtocol(task="sudoku", data_hash=examples_hash([{"puzzle": "1", "solution": "2"}]), n=1,
                         prompt_style="compact", mode="fixed", gen_length=40, block_length=8, steps=20,
-                        temperature=0.0, remasking="low_confidence")
+                        temperature=0.0, remasking="low_confidence",
+                        redecode_earlier_masks=False)
 METRICS = EvalMetrics(protocol=PROTOCOL, accuracy=37.5, exact_match=25.0, mean_completion_tokens=30.5,
                       median_completion_tokens=31.0, batch_size=8, wall_time_s=2.0, tokens_per_s=20.0, device="cpu",
                       model="runs/base/model", data="data/sudoku/test.jsonl")
@@ -29,7 +30,7 @@ METRICS = EvalMetrics(protocol=PROTOCOL, accuracy=37.5, exact_match=25.0, mean_c
 
 def test_protocol_keys_are_the_comparability_settings():
     assert PROTOCOL_KEYS == ("task", "data_hash", "n", "prompt_style", "mode", "gen_length", "block_length", "steps",
-                             "temperature", "remasking")
+                             "temperature", "remasking", "redecode_earlier_masks")
 
 
 def test_metrics_file_round_trip(tmp_path):

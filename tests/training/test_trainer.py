@@ -110,9 +110,9 @@ def test_resume_through_accelerate_save_state(tmp_path):
 def test_sharded_parameter_paths_match_the_direct_ones(tmp_path):
     """With sharded parameters (FSDP, ZeRO-3) every forward goes through the prepared model (no hidden-state
     shortcut) and the final model is rebuilt from the gathered state dict: same numbers on one CPU process."""
+    from spg_lib.models.capabilities import ForwardOnly as _ViaForward
     from spg_lib.training.objective import estimate
     from spg_lib.training.run import final_model
-    from spg_lib.models.capabilities import ForwardOnly as _ViaForward
 
     cfg = small_config("d1", out_dir=str(tmp_path / "a"))  # LoRA (kl_beta > 0): merge on export
     torch.manual_seed(0)  # peft initialises the adapter from the global RNG
