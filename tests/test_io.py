@@ -48,30 +48,25 @@ def test_read_json_errors_name_the_file(tmp_path):
         read_json(p)
 
 
-def test_read_yaml_mapping(tmp_path):
-    p = tmp_path / "params.yaml"
-    p.write_text("")
-    assert read_yaml(p) == {}
-    p.write_text("train:\n  lr: 1e-4\n")
-    assert read_yaml(p) == {"train": {"lr": "1e-4"}}
-    p.write_text("- a\n- b\n")
-    with pytest.raises(InputError, match=rf"{p}: expected a mapping at the top level, got list"):
-        read_yaml(p)
-    p.write_text("train:\n  lr: [1,\n  x: 2\n")
-    with pytest.raises(InputError, match=rf"{p}:\d+: not valid YAML"):
-        read_yaml(p)
+def test_read_yaml_and_jsonl(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "p.yaml").write_text("train:\n  lr: 1e-4\n")
+    (tmp_path / "log.jsonl").write_text('{"step": 1}\n\n{"step": 2}\n')
+    assert read_yaml(tmp_path / "empty.yaml") == {}
+    assert read_yaml(tmp_path / "p.yaml") == {"train": {"lr": "1e-4"}}
+    assert read_jsonl(tmp_path / "log.jsonl") == [(1, {"step": 1}), (3, {"step": 2})]
 
 
-def test_read_jsonl_numbers_lines(tmp_path):
-    p = tmp_path / "log.jsonl"
-    p.write_text('{"step": 1}\n\n{"step": 2}\n')
-    assert read_jsonl(p) == [(1, {"step": 1}), (3, {"step": 2})]
-    p.write_text('{"step": 1}\n{"step": \n')
-    with pytest.raises(InputError, match=rf"{p}:2: malformed JSON"):
-        read_jsonl(p)
-    p.write_text('{"step": 1}\n[2]\n')
-    with pytest.raises(InputError, match=rf"{p}:2: expected a JSON object, got list"):
-        read_jsonl(p)
+@pytest.mark.parametrize(("reader", "text", "message"), [
+    (read_yaml, "- a\n- b\n", r"x: expected a mapping at the top level, got list"),
+    (read_yaml, "train:\n  lr: [1,\n  x: 2\n", r"x:\d+: not valid YAML"),
+    (read_jsonl, '{"step": 1}\n{"step": \n', r"x:2: malformed JSON"),
+    (read_jsonl, '{"step": 1}\n[2]\n', r"x:2: expected a JSON object, got list"),
+])
+def test_read_yaml_and_jsonl_errors_name_file_and_line(tmp_path, reader, text, message):
+    (tmp_path / "x").write_text(text)
+    with pytest.raises(InputError, match=f"{tmp_path}/{message}"):
+        reader(tmp_path / "x")
 
 
 # ------------------------------------------------------------------------------------------------ writing
