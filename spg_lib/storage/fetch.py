@@ -15,7 +15,8 @@ Protocol:
      it is reused as is (no network). A non-empty `out_dir` that is anything else is an error unless force=True.
   2. Files are fetched into `<out_dir>.partial/`. For s3:// this is resumable: a file already there with the
      remote size and etag (recorded in `.spg_partial.json` after each completed file, or equal to the md5 of a
-     single-part etag) is not downloaded again; each file is streamed through `<file>.part` and renamed.
+     single-part etag) is not downloaded again; each file comes through boto3's transfer manager, which writes
+     a temporary sibling and renames it when complete (a leftover of an interrupted one is removed next time).
   3. `spg_manifest.json` is written: uri, source details (endpoint / etags / revision), per-file size + sha256,
      creation time.
   4. The result is verified: config.json parses, weights are present (model.safetensors, a complete sharded
@@ -256,7 +257,7 @@ def _fetch_s3(uri: URI, partial: Path, client: S3Client) -> tuple[dict[str, Any]
         # files without a record are still reused when their size and single-part md5 etag match
         state = {"uri": uri.canonical, "files": {}}
     done: dict[str, Any] = state.setdefault("files", {})
-    # drop leftovers that are not part of this checkpoint (stale files, interrupted *.part)
+    # drop leftovers that are not part of this checkpoint (stale files, interrupted downloads' temporaries)
     for p in sorted(partial.rglob("*"), reverse=True):
         rel = p.relative_to(partial).as_posix()
         if p.is_file() and rel != PARTIAL_STATE_NAME and rel not in wanted:
