@@ -2,7 +2,6 @@
 fingerprint; Countdown from the hub layout is selected as the official code does."""
 
 import json
-import os
 
 import pytest
 
@@ -113,7 +112,7 @@ def test_countdown_hub_layout_is_selected_as_the_official_code_does(tmp_path):
         (r["nums"], r["target"]) for r in _hub_rows(30, 0)]  # shuffled, not the first 30
     assert len(task.load_split(str(path), "test")) == 530  # no hold-out outside the training split
     path.write_text("".join(json.dumps(r) + "\n" for r in _hub_rows(n3=500, n4=3)))
-    with pytest.raises(DataError, match="500 rows with 3 numbers.*leaves none"):
+    with pytest.raises(DataError, match=r"500 rows with 3 numbers.*leaves none"):
         task.load_split(str(path), "train")
     path.write_text(json.dumps({"target": 5, "nums": [1, "x", 3]}) + "\n")
     with pytest.raises(DataError, match=r"countdown_hub\.jsonl:1: numbers must be a list of ints"):
