@@ -19,10 +19,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from spg_lib.io import InputError, read_yaml
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value or key is invalid; the message names the file and dotted key."""
 
 
@@ -158,17 +160,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], where: str = "ov
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of YAML file ``path``; a missing file, bad YAML or a non-mapping raise ConfigError."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+    """The top-level mapping of parameter file ``path``; a missing file, bad YAML or a non-mapping raise
+    ConfigError (one line: the file, and the line for bad YAML)."""
     try:
-        loaded = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{p}: top level must be a mapping")
-    return loaded
+        return read_yaml(path, what="config file")
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_config(

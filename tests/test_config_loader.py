@@ -63,7 +63,7 @@ def test_bad_values(data, pattern):
 def test_bad_override_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         apply_overrides({}, ["steps"])
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="does not exist"):
         load_config(Outer, tmp_path / "nope.yaml")
     p = tmp_path / "p.yaml"
     p.write_text("other: {}\n")

@@ -37,7 +37,7 @@ def test_missing_config_file(command, tmp_path, capsys):
     missing = tmp_path / "nope.yaml"
     rc, err = _run(capsys, command, "--config", str(missing), *CONFIG_COMMANDS[command])
     assert rc == 2 and len(err) == 1, err
-    assert err[0] == f"spg {command}: error: config file not found: {missing}"
+    assert err[0] == f"spg {command}: error: config file {missing} does not exist"
 
 
 @pytest.mark.parametrize("command", CONFIG_COMMANDS)
