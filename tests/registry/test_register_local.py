@@ -12,6 +12,7 @@ import torch
 from spg_lib.cli import main
 from spg_lib.models import init_tiny_model
 from spg_lib.registry.register import download_model
+from spg_lib.registry.store import using_tracking_uri
 from tests.registry.helpers import logits, save_tiny, write_metrics
 
 
@@ -50,12 +51,12 @@ def test_local_default_store_without_server(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "mlruns.db").is_file()
     assert list((tmp_path / "mlartifacts").rglob("adapter_model.safetensors"))
 
-    mlflow.set_tracking_uri(reg["tracking_uri"])
-    tags = mlflow.MlflowClient().get_model_version("tiny-lora", "1").tags
+    tags = mlflow.MlflowClient(reg["tracking_uri"]).get_model_version("tiny-lora", "1").tags
     assert (tags["model.kind"], tags["model.base"], tags["git.commit"]) == ("lora", "builtin:tiny", "unknown")
     adapter_dir = download_model("models:/tiny-lora@champion", tmp_path / "dl", tracking_uri=reg["tracking_uri"])
     assert adapter_dir.name == "adapter" and (adapter_dir / "adapter_config.json").is_file()
-    loaded = mlflow.pyfunc.load_model("models:/tiny-lora@candidate").unwrap_python_model()
+    with using_tracking_uri(reg["tracking_uri"]):  # the global URI (and $MLFLOW_TRACKING_URI) restored after
+        loaded = mlflow.pyfunc.load_model("models:/tiny-lora@candidate").unwrap_python_model()
     assert torch.allclose(logits(loaded.model), merged, atol=1e-5)
 
 

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from spg_lib.cli import main
 from spg_lib.models import load_model, load_tokenizer
 from spg_lib.registry.register import download_model
+from spg_lib.registry.store import using_tracking_uri
 from tests.registry.helpers import logits, save_tiny, write_metrics
 
 
@@ -87,8 +88,8 @@ def test_download_and_load_gives_same_logits(registered, mlflow_server, tmp_path
     assert gen == {"gen_length": 8, "steps": 8, "block_length": 8, "temperature": 0.0, "remasking": "low_confidence"}
     assert "## Evaluation: gsm8k" in (ckpt.parent / "README.md").read_text()
 
-    mlflow.set_tracking_uri(mlflow_server.uri)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{registered['name']}/1")
+    with using_tracking_uri(mlflow_server.uri):  # restored afterwards: later tests see no leaked global URI
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{registered['name']}/1")
     inner = pyfunc.unwrap_python_model()
     assert torch.equal(logits(inner.model), logits(original))
     out = pyfunc.predict(["2+3?", "hi"], params={"gen_length": 4, "steps": 4, "block_length": 4})
