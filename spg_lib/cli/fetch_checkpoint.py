@@ -3,6 +3,7 @@
     spg fetch-checkpoint --uri builtin:tiny --out runs/ckpt/tiny
     spg fetch-checkpoint --uri s3://models/llada-8b-instruct --out /models/llada --endpoint-url http://seaweedfs:8333
     spg fetch-checkpoint --uri hf://GSAI-ML/LLaDA-8B-Instruct@main --out /models/llada --no-verify-load
+    spg fetch-checkpoint --config configs/paper/gsm8k.yaml      # base_model.uri into <base_model.out_dir>/model
 
 URIs: builtin:tiny, file:///path or a local path, s3://bucket/prefix, hf://org/name[@revision]. S3 credentials
 and endpoint come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION / AWS_ENDPOINT_URL_S3 (or
@@ -17,12 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from spg_lib.cli.options import configure as add_options
+from spg_lib.cli.options import load_tree
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--uri", required=True, help="s3://bucket/prefix | hf://org/name[@rev] | file:///path | "
-                   "builtin:tiny | local path")
-    p.add_argument("--out", required=True, help="destination directory (written atomically)")
+    add_options(p, "base_model", only=("uri",))  # --uri = -o base_model.uri=...
+    p.add_argument("--out", default=None, help="destination directory, written atomically (default: "
+                                               "<base_model.out_dir>/model)")
     p.add_argument("--endpoint-url", default=None, help="S3 endpoint (default: $AWS_ENDPOINT_URL_S3 / "
                    "$AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--no-verify-load", dest="verify_load", action="store_false",
@@ -34,8 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from spg_lib.models.loading import load_model, save_model_dir
     from spg_lib.storage import FetchError, S3Error, fetch_checkpoint_result
 
+    cfg = load_tree(args).base_model
+    if not cfg.uri:
+        raise ValueError("no checkpoint URI: pass --uri (or set base_model.uri in --config)")
+    out = args.out or str(Path(cfg.out_dir) / "model")
     try:
-        result = fetch_checkpoint_result(args.uri, args.out, endpoint_url=args.endpoint_url, force=args.force,
+        result = fetch_checkpoint_result(cfg.uri, out, endpoint_url=args.endpoint_url, force=args.force,
                                          load_check=load_model if args.verify_load else None,
                                          write_builtin=save_model_dir)
     except (FetchError, S3Error, ValueError, OSError) as exc:
