@@ -51,16 +51,14 @@ class EvalConfig:
     remasking: Remasking = param("low_confidence", "which masked positions are decoded first: low_confidence "
                                                    "(the most confident) | random")
     seed: int = param(0, "seed of the sampling noise (used only with temperature > 0 or remasking random)")
-    redecode_earlier_masks: bool | None = param(None, "True (faithful): earlier-block positions still holding [MASK] "
-                                                      "compete for the current block's slots, as the official "
-                                                      "sampler | False (fixed); None: from evaluate.mode "
-                                                      "(docs/decoding.md)")
-    gumbel_dtype: GumbelDtype | None = param(None, "precision of the sampling noise (temperature > 0 only): float32 "
-                                                   "(faithful: the official eval sampler) | float64 (fixed) | "
-                                                   "bfloat16 | model; None: from evaluate.mode")
+    # the sampler's two faithful flags, as train.rollout's (docs/faithful-vs-fixed.md, "Sampler flags")
+    redecode_earlier_masks: bool | None = param(None, "re-decode earlier blocks' leftover [MASK] (None: faithful mode)")
+    gumbel_dtype: GumbelDtype | None = param(None, "noise precision, temperature > 0 only (None: float32 in faithful "
+                                                   "mode, else float64)")
     batch_size: int = param(8, "prompts per generation call")
     limit: int | None = param(None, "evaluate only the first N test examples (None: all)")
-    mode: Mode = param("fixed", "scoring: fixed (defects of the official parsers corrected) | faithful")
+    mode: Mode = param("fixed", "fixed (defects of the official parsers corrected) | faithful (the official eval "
+                                "code: its parsers and, unless set, its sampler flags)")
     prompt_style: PromptStyle = param("paper", "paper (the task's evaluation prompt, <reasoning> prefill) | "
                                                "compact (the short prompts of tiny CPU models)")
     device: str | None = param(None, "cuda | cpu (None: cuda if available)")
