@@ -145,11 +145,12 @@ def _probe(model: Any):
 
 
 @contextlib.contextmanager
-def eval_mode(model: Any) -> Iterator[None]:
-    """Run the body with ``model.eval()`` and no autograd; restore every submodule's train/eval flag after."""
+def eval_mode(model: Any, keep_mode: bool = False) -> Iterator[None]:
+    """Run the body with ``model.eval()`` (unless ``keep_mode``: the caller's train/eval mode, e.g. dropout on as in
+    the official trainers' rollouts) and no autograd; restore every submodule's train/eval flag after."""
     modules = list(model.modules()) if isinstance(model, torch.nn.Module) else []
     modes = [m.training for m in modules]
-    if modules:
+    if modules and not keep_mode:
         model.eval()
     try:
         with torch.no_grad():

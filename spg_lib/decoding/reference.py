@@ -58,6 +58,7 @@ def generate_reference(
     generator: torch.Generator | None = None,
     redecode_earlier_masks: bool = False,
     gumbel_dtype: str = "float64",
+    keep_mode: bool = False,
 ) -> torch.Tensor:
     """Same contract and same output as :func:`spg_lib.decoding.generate`, computed the slow, obvious way.
 
@@ -94,7 +95,7 @@ def generate_reference(
         torch.cat([p, torch.full((L,), mask_id, dtype=torch.long, device=device)]).long() for p in prompts
     ]  # row r: [P_r + L]
 
-    with eval_mode(model):
+    with eval_mode(model, keep_mode):
         for b in range(plan.num_blocks):
             # transfer schedule of each row, computed once at the block start (plain Python)
             todo = []

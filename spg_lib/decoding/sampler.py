@@ -252,6 +252,7 @@ def generate(
     generator: torch.Generator | None = None,
     redecode_earlier_masks: bool = False,
     gumbel_dtype: str = "float64",
+    keep_mode: bool = False,
 ) -> torch.Tensor:
     """Decode ``gen_length`` tokens after left-padded prompts with the LLaDA block sampler (batched).
 
@@ -272,6 +273,8 @@ def generate(
             with the current block for its transfer slots (docs/decoding.md, "Leftover mask tokens").
         gumbel_dtype: precision of the Gumbel noise, "float64" (default) | "float32" (SPG's evaluation sampler)
             | "bfloat16" | "model" (the model's dtype, SPG's rollout sampler); see :func:`draw_gumbel`.
+        keep_mode: False: decode in eval mode (no dropout). True: in the model's current train/eval mode (the
+            official trainers roll out in train mode, LoRA dropout active); either way it is restored afterwards.
 
     Returns:
         LongTensor [B, P + L]: the prompt (unchanged, padding included) followed by the generated tokens.
@@ -326,7 +329,7 @@ def generate(
             uniform_left=draw_uniform((n_left,), generator, device) if remasking == "random" and n_left else None,
         )
 
-    with eval_mode(model):
+    with eval_mode(model, keep_mode):
         for b in range(plan.num_blocks):
             start, end = P + b * K, P + (b + 1) * K  # the block in canvas coordinates
             schedule = num_transfer_tokens(

@@ -250,7 +250,7 @@ class Trainer:
                                steps=cfg.rollout.steps, mask_id=self.mask_id, temperature=cfg.rollout.temperature,
                                remasking=cfg.rollout.remasking,
                                redecode_earlier_masks=cfg.rollout.redecode_earlier_masks,
-                               gumbel_dtype=cfg.rollout.gumbel_dtype,
+                               gumbel_dtype=cfg.rollout.gumbel_dtype, keep_mode=cfg.algo.rollout_train_mode,
                                generator=_gen(cfg.seed, "rollout", r, gmb, c, device=acc.device))
                 ids_all.append((j, out, p_att[cs]))
         t_gen = time.perf_counter() - t0
@@ -561,18 +561,14 @@ def _to_device(obj: Any, device) -> Any:
 def _rollout_mode(model: torch.nn.Module, *, train: bool):
     """The policy's mode while it rolls out and gives old / reference estimates: eval, or train (dropout active).
 
-    In train mode the sampler's own switch to eval mode (``model.eval()`` inside ``generate``) is suppressed for
-    the duration, so the completions too are drawn with dropout on, as in the official trainers.
+    The rollout sampler is called with ``keep_mode=train``, so in train mode the completions too are drawn with
+    dropout on, as in the official trainers.
     """
     was_training = model.training
     model.train(train)
-    if train:
-        model.eval = lambda: model  # an instance attribute shadowing nn.Module.eval; removed below
     try:
         yield
     finally:
-        if train:
-            del model.eval
         model.train(was_training)
 
 
