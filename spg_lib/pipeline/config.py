@@ -7,7 +7,7 @@
 
 Sections (one per pipeline stage): ``data`` (`spg prepare-data`), ``base_model`` + ``sft`` (`spg base-model`,
 `spg sft`), ``train`` (`spg train`), ``evaluate`` (`spg evaluate`, and the before/after table of `spg train`),
-``register`` (`spg register`). Every `spg` command, every DVC stage and every pipeline component loads this tree
+``register`` (`spg register`), and ``kfp``: the Kubeflow pipeline compiled from the file (`pipelines/`). Every `spg` command, every DVC stage and every pipeline component loads this tree
 and overrides it with the same full dotted paths as ``dvc exp run -S`` (``train.optim.lr=1e-4``); a path relative
 to a section is refused with the full one named. Defaults live in the section dataclasses only.
 """
@@ -25,7 +25,7 @@ from spg_lib.tasks.evaluate import EvalConfig
 from spg_lib.training.config import TrainConfig
 from spg_lib.training.run import SFTRunConfig
 
-__all__ = ["DataConfig", "PipelineConfig", "RegisterConfig", "dump_pipeline_config", "load_pipeline_config",
+__all__ = ["DataConfig", "KfpConfig", "PipelineConfig", "RegisterConfig", "dump_pipeline_config", "load_pipeline_config",
            "parse_pipeline_config"]
 
 DEFAULT_PARAMS = "params.yaml"
@@ -65,6 +65,52 @@ class RegisterConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class KfpConfig:
+    """The Kubeflow pipeline compiled from this file (`pipelines/`): images, placement, secrets, retries, the gate.
+
+    The compiled pipeline's parameters take their defaults from this section and from the stage sections, so a
+    UI run with defaults and ``dvc repro`` of the same file agree. Secrets hold the keys below, as environment
+    variables of every task: ``s3_secret`` AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (optional AWS_ENDPOINT_URL,
+    AWS_DEFAULT_REGION); ``mlflow_secret`` MLFLOW_TRACKING_URI (optional MLFLOW_TRACKING_USERNAME,
+    MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_TOKEN).
+    """
+
+    pipeline_name: str = param("spg-pipeline", "pipeline name (upload name on the KFP server)")
+    image: str = param("ghcr.io/spg-pipeline/spg-cuda:0.1.0", "image of the GPU tasks (train, evaluate); "
+                                                             "built from docker/Dockerfile.cuda")
+    cpu_image: str = param("ghcr.io/spg-pipeline/spg-cpu:0.1.0", "image of the CPU tasks (prepare, base model, "
+                                                                "register, report); built from docker/Dockerfile.cpu")
+    workdir: str = param("/opt/spg", "the repository's location inside the images (config files resolve there)")
+    gpus: int = param(1, "accelerators per GPU task (train, evaluate); 0: CPU only")
+    nodes: int = param(1, "training nodes; > 1 runs training through Kubeflow Trainer (a TrainJob)")
+    accelerator_type: str = param("nvidia.com/gpu", "extended resource name of the accelerator")
+    node_selector: dict[str, str] = param(help="node labels of the GPU tasks, e.g. {nvidia.com/gpu.product: "
+                                               "NVIDIA-H100-80GB-HBM3}", factory=dict)
+    tolerations: list[dict] = param(help="Kubernetes tolerations of the GPU tasks (list of toleration objects)",
+                                    factory=list)
+    cpu_request: str = param("8", "CPU request of the GPU tasks")
+    memory_request: str = param("64Gi", "memory request of the GPU tasks")
+    shm_size: str = param("16Gi", "size of the memory-backed /dev/shm of the GPU tasks (NCCL, data loaders)")
+    s3_secret: str = param("spg-s3", "Kubernetes Secret with the S3 credentials (keys in the class docstring)")
+    mlflow_secret: str = param("spg-mlflow", "Kubernetes Secret with the MLflow endpoint and credentials")
+    checkpoint_root: str = param("s3://spg-checkpoints/runs", "run-scoped checkpoints go to "
+                                 "<checkpoint_root>/<pipeline job id>/train (s3:// URI or a mounted path)")
+    retries: int = param(2, "retries of the training task (each resumes from its latest checkpoint)")
+    min_gain: float = param(0.0, "register only when trained accuracy - base accuracy >= this (points, same "
+                                 "protocol)")
+
+    def __post_init__(self) -> None:
+        for name in ("gpus", "retries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"kfp.{name} must be >= 0, got {getattr(self, name)}")
+        if self.nodes < 1:
+            raise ValueError(f"kfp.nodes must be >= 1, got {self.nodes}")
+        for name in ("s3_secret", "mlflow_secret", "image", "cpu_image", "checkpoint_root"):
+            if not str(getattr(self, name)).strip():
+                raise ValueError(f"kfp.{name} must not be empty")
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """The whole ``params.yaml``: one section per stage, each with its own defaults."""
 
@@ -74,6 +120,7 @@ class PipelineConfig:
     train: TrainConfig = param(help="stage train (RL)", factory=TrainConfig)
     evaluate: EvalConfig = param(help="stage evaluate (base and trained model, one protocol)", factory=EvalConfig)
     register: RegisterConfig = param(help="stage register (MLflow)", factory=RegisterConfig)
+    kfp: KfpConfig = param(help="the Kubeflow pipeline compiled from this file", factory=KfpConfig)
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PipelineConfig))
