@@ -6,6 +6,7 @@ No dvc / git library imports: `git rev-parse` as a subprocess, dvc.lock and para
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -17,13 +18,16 @@ UNKNOWN = "unknown"
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
-    """`git rev-parse HEAD` in `cwd` (default: the process cwd); "unknown" outside a repository or without git."""
+    """`git rev-parse HEAD` in `cwd` (default: the process cwd); else ``$SPG_GIT_COMMIT`` (baked into the images at
+    build time, which carry no .git); else "unknown"."""
+    baked = os.environ.get("SPG_GIT_COMMIT", "").strip()
+    fallback = baked if re.fullmatch(r"[0-9a-f]{7,64}", baked) else UNKNOWN
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return UNKNOWN
+        return fallback
     commit = out.stdout.strip()
-    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else UNKNOWN
+    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else fallback
 
 
 def git_dirty(cwd: str | Path | None = None) -> bool | None:

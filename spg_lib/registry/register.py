@@ -212,8 +212,10 @@ class PreparedRegistration:
 
 def prepare_registration(model_dir: str | Path, metrics_file: str | Path, name: str, *,
                          base_model: str | None = None, params_file: str | Path | None = None,
-                         dvc_lock: str | Path | None = None, cwd: str | Path | None = None) -> PreparedRegistration:
-    """Validate the inputs and compute tags / card / generation config (no MLflow import).
+                         dvc_lock: str | Path | None = None, cwd: str | Path | None = None,
+                         extra_tags: dict[str, str] | None = None) -> PreparedRegistration:
+    """Validate the inputs and compute tags / card / generation config (no MLflow import). ``extra_tags``
+    (e.g. a pipeline's lineage: run id, data hash, configuration hash) are added to the version's tags.
     Raises RegistryInputError naming the bad file / field."""
     cwd = Path(cwd or Path.cwd()).resolve()
     if not name or not name.strip():
@@ -252,6 +254,7 @@ def prepare_registration(model_dir: str | Path, metrics_file: str | Path, name: 
         "model.kind": source.kind,
         "source.model_dir": str(source.path),
         "source.metrics_file": str(Path(metrics_file).resolve()),
+        **{k: str(v) for k, v in (extra_tags or {}).items()},
     }
     if source.base_model:
         tags["model.base"] = source.base_model
@@ -264,14 +267,14 @@ def prepare_registration(model_dir: str | Path, metrics_file: str | Path, name: 
 def register_model(model_dir: str | Path, metrics_file: str | Path, name: str, *, tracking_uri: str | None = None,
                    base_model: str | None = None, params_file: str | Path | None = None,
                    dvc_lock: str | Path | None = None, experiment: str = DEFAULT_EXPERIMENT,
-                   cwd: str | Path | None = None, log=None) -> Registration:
+                   cwd: str | Path | None = None, log=None, extra_tags: dict[str, str] | None = None) -> Registration:
     """Log, register, alias (see the module docstring). `dvc_lock`: default <cwd>/dvc.lock when it exists.
     Raises RegistryInputError for bad inputs (before any MLflow call). MLflow's global tracking URI is restored
     afterwards."""
     log = log or (lambda msg: None)
     cwd = Path(cwd or Path.cwd()).resolve()
     prep = prepare_registration(model_dir, metrics_file, name, base_model=base_model, params_file=params_file,
-                                dvc_lock=dvc_lock, cwd=cwd)
+                                dvc_lock=dvc_lock, cwd=cwd, extra_tags=extra_tags)
     uri = tracking_uri or default_tracking_uri(cwd)
     local_artifacts = local_artifact_root(uri, cwd)
     with using_tracking_uri(uri):
