@@ -19,7 +19,7 @@ import components
 from spg_lib.pipeline.config import PipelineConfig
 from spg_lib.pipeline.stages import ui_defaults
 
-__all__ = ["S3_SECRET_KEYS", "MLFLOW_SECRET_KEYS", "build_pipeline"]
+__all__ = ["MLFLOW_SECRET_KEYS", "S3_SECRET_KEYS", "build_pipeline"]
 
 # Secret key -> environment variable (the keys are the variable names); the optional ones may be absent.
 S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
@@ -97,8 +97,8 @@ def build_pipeline(cfg: PipelineConfig, config_file: str) -> Any:
             train = c.train_spg(config=config, mlflow_run_id=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                 dataset=prep.outputs["dataset"], base_model=base.outputs["model"])
             _gpu_placement(train, cfg, gpus, accelerator_type, node_selector, tolerations)
-            train.set_retry(num_retries=cfg.kfp.retries, backoff_duration="30s", backoff_factor=2.0,
-                            backoff_max_duration="600s")
+            train.set_retry(num_retries=cfg.kfp.retries, backoff_duration=cfg.kfp.retry_backoff,
+                            backoff_factor=2.0, backoff_max_duration="600s")
             train.set_display_name("SPG training")
 
             evals = {}

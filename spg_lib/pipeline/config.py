@@ -7,7 +7,8 @@
 
 Sections (one per pipeline stage): ``data`` (`spg prepare-data`), ``base_model`` + ``sft`` (`spg base-model`,
 `spg sft`), ``train`` (`spg train`), ``evaluate`` (`spg evaluate`, and the before/after table of `spg train`),
-``register`` (`spg register`), and ``kfp``: the Kubeflow pipeline compiled from the file (`pipelines/`). Every `spg` command, every DVC stage and every pipeline component loads this tree
+``register`` (`spg register`), and ``kfp``: the Kubeflow pipeline compiled from the file (`pipelines/`).
+Every `spg` command, every DVC stage and every pipeline component loads this tree
 and overrides it with the same full dotted paths as ``dvc exp run -S`` (``train.optim.lr=1e-4``); a path relative
 to a section is refused with the full one named. Defaults live in the section dataclasses only.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -25,8 +27,8 @@ from spg_lib.tasks.evaluate import EvalConfig
 from spg_lib.training.config import TrainConfig
 from spg_lib.training.run import SFTRunConfig
 
-__all__ = ["DataConfig", "KfpConfig", "PipelineConfig", "RegisterConfig", "dump_pipeline_config", "load_pipeline_config",
-           "parse_pipeline_config"]
+__all__ = ["DataConfig", "KfpConfig", "PipelineConfig", "RegisterConfig", "dump_pipeline_config",
+           "load_pipeline_config", "parse_pipeline_config"]
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -96,6 +98,7 @@ class KfpConfig:
     checkpoint_root: str = param("s3://spg-checkpoints/runs", "run-scoped checkpoints go to "
                                  "<checkpoint_root>/<pipeline job id>/train (s3:// URI or a mounted path)")
     retries: int = param(2, "retries of the training task (each resumes from its latest checkpoint)")
+    retry_backoff: str = param("30s", "wait before the first retry (doubles per retry, at most 10 min)")
     min_gain: float = param(0.0, "register only when trained accuracy - base accuracy >= this (points, same "
                                  "protocol)")
 
@@ -105,6 +108,8 @@ class KfpConfig:
                 raise ValueError(f"kfp.{name} must be >= 0, got {getattr(self, name)}")
         if self.nodes < 1:
             raise ValueError(f"kfp.nodes must be >= 1, got {self.nodes}")
+        if not re.fullmatch(r"\d+s", self.retry_backoff):
+            raise ValueError(f"kfp.retry_backoff must be whole seconds like '30s', got {self.retry_backoff!r}")
         for name in ("s3_secret", "mlflow_secret", "image", "cpu_image", "checkpoint_root"):
             if not str(getattr(self, name)).strip():
                 raise ValueError(f"kfp.{name} must not be empty")

@@ -28,10 +28,9 @@ from typing import Any
 from spg_lib.config import ConfigError, apply_overrides, from_dict, read_yaml_mapping, to_dict
 from spg_lib.pipeline.config import PipelineConfig, dump_pipeline_config, load_pipeline_config
 
-__all__ = ["UI_PARAMETERS", "config_hash", "dataset_files", "dataset_metadata", "model_dir_of", "resolve_config", "reward_summary",
-           "run_base_model", "run_evaluation", "run_pipeline_training", "run_registration", "run_report",
-           "run_training", "train_config",
-           "training_dir", "ui_defaults"]
+__all__ = ["UI_PARAMETERS", "config_hash", "dataset_files", "dataset_metadata", "model_dir_of", "resolve_config",
+           "reward_summary", "run_base_model", "run_evaluation", "run_pipeline_training", "run_registration",
+           "run_report", "run_training", "train_config", "training_dir", "ui_defaults"]
 
 UI_PARAMETERS: dict[str, tuple[str, ...]] = {
     "task": ("data.task", "sft.task", "train.task", "evaluate.task"),
