@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 
-from spg_lib.registry.store import get_or_create_experiment
+from spg_lib.registry.store import apply_fast_fail_http_defaults, get_or_create_experiment
 
 __all__ = ["JOB_TAG", "failed_step", "find_pipeline_run", "finish_pipeline_run", "log_run_metrics", "pipeline_step",
            "record_step",
@@ -68,6 +68,7 @@ def start_pipeline_run(job_id: str, experiment: str, tags: Mapping[str, str] | N
 def record_step(run_id: str, step: str, state: str, error: str | None = None,
                 tracking_uri: str | None = None) -> bool:
     """Tag ``step.<step>`` = state (and ``step.<step>.error``); False (with a warning) when MLflow is unreachable."""
+    apply_fast_fail_http_defaults()  # best effort: a dead server costs seconds, not minutes of HTTP retries
     try:
         client = _client(tracking_uri)
         client.set_tag(run_id, f"{STEP_PREFIX}{step}", state)
@@ -127,6 +128,7 @@ def log_run_metrics(run_id: str | None, metrics: Mapping[str, float], tracking_u
     """Log ``metrics`` on the pipeline run (best effort, as `record_step`)."""
     if not run_id:
         return False
+    apply_fast_fail_http_defaults()
     try:
         client = _client(tracking_uri)
         for key, value in metrics.items():

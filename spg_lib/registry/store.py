@@ -8,10 +8,32 @@ store for a block and restores the caller's setting afterwards.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["get_or_create_experiment", "using_tracking_uri"]
+__all__ = ["FAST_FAIL_HTTP_ENV", "apply_fast_fail_http_defaults", "get_or_create_experiment", "using_tracking_uri"]
+
+
+# MLflow HTTP client settings applied (setdefault) before the logger's first request. Integers only: MLflow parses
+# MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR and MLFLOW_HTTP_REQUEST_TIMEOUT as int.
+FAST_FAIL_HTTP_ENV: dict[str, str] = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+def apply_fast_fail_http_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Set `FAST_FAIL_HTTP_ENV` in `environ` (default os.environ) where unset; returns the variables it set."""
+    environ = os.environ if environ is None else environ
+    applied = {}
+    for key, value in FAST_FAIL_HTTP_ENV.items():
+        if not environ.get(key):
+            environ[key] = value
+            applied[key] = value
+    return applied
 
 
 def get_or_create_experiment(client: Any, name: str, artifact_location: str | None = None) -> str:

@@ -17,33 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from spg_lib.config import flatten
-
-# MLflow HTTP client settings applied (setdefault) before the logger's first request. Integers only: MLflow parses
-# MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR and MLFLOW_HTTP_REQUEST_TIMEOUT as int.
-FAST_FAIL_HTTP_ENV: dict[str, str] = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-}
-
-
-def apply_fast_fail_http_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Set `FAST_FAIL_HTTP_ENV` in `environ` (default os.environ) where unset; returns the variables it set."""
-    environ = os.environ if environ is None else environ
-    applied = {}
-    for key, value in FAST_FAIL_HTTP_ENV.items():
-        if not environ.get(key):
-            environ[key] = value
-            applied[key] = value
-    return applied
+from spg_lib.registry.store import apply_fast_fail_http_defaults
 
 
 class MetricsLogger:

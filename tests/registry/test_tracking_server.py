@@ -10,7 +10,8 @@ import uuid
 
 from mlflow.tracking import MlflowClient
 
-from spg_lib.training.tracking import FAST_FAIL_HTTP_ENV, MetricsLogger, apply_fast_fail_http_defaults
+from spg_lib.registry.store import FAST_FAIL_HTTP_ENV, apply_fast_fail_http_defaults
+from spg_lib.training.tracking import MetricsLogger
 from tests.services import unused_endpoint_url
 
 DOWN_MESSAGE = "MLflow is unavailable"
