@@ -4,8 +4,11 @@
     spg prepare-data --task gsm8k --out-dir data/gsm8k --source openai/gsm8k
     spg prepare-data --task sudoku --out-dir data/sudoku --n-train 20000 \\
         --test-source data/benchmarks/sudoku_4x4_test_spg.csv
+    spg prepare-data --config params.yaml -o data.dvc_repo=https://github.com/org/data.git \\
+        -o data.dvc_rev=v2 -o data.test_source=sudoku/test.csv      # read from the repository's DVC remote
 
-Sources: hub ids, local files/directories, ``s3://`` URIs.
+Sources: hub ids, local files/directories, ``s3://`` URIs, or paths inside the DVC repository ``data.dvc_repo``.
+The same function (`spg_lib.pipeline.prepare.prepare_stage`) runs the DVC stage and the Kubeflow component.
 """
 
 from __future__ import annotations
@@ -22,11 +25,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spg_lib.tasks import get_task
-    from spg_lib.tasks.prepare import prepare_data
+    from spg_lib.pipeline.prepare import prepare_stage
 
-    cfg = load_tree(args).data
-    manifest = prepare_data(get_task(cfg.task), cfg.out_dir, source=cfg.source, test_source=cfg.test_source,
-                            n_train=cfg.n_train, seed=cfg.seed, fmt=cfg.format)
-    print(json.dumps({k: manifest[k] for k in ("task", "files")}))
+    manifest = prepare_stage(load_tree(args).data)
+    print(json.dumps({k: manifest[k] for k in ("task", "files", "dvc") if k in manifest}))
     return 0

@@ -35,20 +35,47 @@ DEFAULT_PARAMS = "params.yaml"
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Stage ``prepare_data``: a task's train/test splits and manifest."""
+    """Stage ``prepare_data``: a task's train/test splits and manifest.
+
+    With ``dvc_repo`` set, ``source`` / ``test_source`` are paths inside that DVC repository (a file, or a
+    directory holding ``{split}.<suffix>``), fetched at ``dvc_rev`` from its DVC remote first
+    (`spg_lib.storage.dvc_dataset`); the manifest records repository, revision, commit, path and md5 of each.
+    """
 
     task: str = param("sudoku", "task name (gsm8k | math500 | countdown | sudoku, or one a plugin registers)")
     out_dir: str = param("data/sudoku", "writes train.<format>, test.<format> and manifest.json here")
     source: str | None = param(None, "training source: hub id, local path or s3:// URI (None: the task's default; "
-                                     "Countdown and Sudoku generate their training problems)")
-    test_source: str | None = param(None, "test source (None: derived from `source`, else the task's default)")
+                                     "Countdown and Sudoku generate their training problems); with dvc_repo: a "
+                                     "path inside that repository")
+    test_source: str | None = param(None, "test source (None: derived from `source`, else the task's default); "
+                                          "with dvc_repo: a path inside that repository")
     n_train: int | None = param(None, "training rows kept (None: all loaded rows; generated tasks: 10,000)")
     seed: int = param(42, "shuffle / generation seed (the official shuffles use 42)")
     format: Literal["jsonl", "parquet"] = param("jsonl", "file format of the splits")
+    dvc_repo: str | None = param(None, "DVC repository (git URL or local path) that source / test_source are "
+                                       "paths in, read from its DVC remote (None: they are plain paths / URIs)")
+    dvc_rev: str | None = param(None, "git revision (branch, tag, commit) of dvc_repo (None: HEAD; quote a "
+                                      "numeric tag in YAML: '1.0')")
+    dvc_remote: str | None = param(None, "DVC remote of dvc_repo to read from (None: its default remote)")
 
     def __post_init__(self) -> None:
         if self.n_train is not None and self.n_train < 0:
             raise ValueError(f"data.n_train must be >= 0, got {self.n_train}")
+        for name in ("dvc_repo", "dvc_rev", "dvc_remote"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                raise ValueError(f"data.{name} must not be empty (null: none)")
+        if self.dvc_repo is None:
+            for name in ("dvc_rev", "dvc_remote"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"data.{name} needs data.dvc_repo (the DVC repository it belongs to)")
+            return
+        if self.source is None and self.test_source is None:
+            raise ValueError("data.dvc_repo needs data.source and/or data.test_source (paths inside it)")
+        for name in ("source", "test_source"):
+            value = getattr(self, name)
+            if value is not None and ("://" in value or value.startswith(("/", "hf:", "s3:"))):
+                raise ValueError(f"data.{name} must be a relative path inside data.dvc_repo, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
