@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                              "manifest"),
     "score": ("score", "re-score saved generations (faithful or fixed parser)"),
     "bench": ("bench", "benchmarks: fast vs reference implementations, with ratios"),
+    "kfp": ("kfp", "Kubeflow: compile the pipeline, run it locally, submit a run or schedule retraining"),
 }
 
 
