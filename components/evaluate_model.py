@@ -22,5 +22,6 @@ def evaluate_model(config: str, mlflow_run_id: str, label: str, dataset: Input[D
         values["mean_completion_tokens"] = result.mean_completion_tokens
     for key, value in values.items():
         metrics.log_metric(key, value)
+    evaluation.metadata.update({"label": label, "accuracy": result.accuracy, "task": result.protocol.task})
     log_run_metrics(mlflow_run_id, {f"{label}_{k}": v for k, v in values.items()})
     return float(result.accuracy)

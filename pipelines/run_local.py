@@ -23,10 +23,19 @@ def artifacts_of(run_dir: Path) -> dict[str, dict[str, str]]:
     """task -> output name -> path, for the task directories kfp.local wrote under ``run_dir``."""
     out: dict[str, dict[str, str]] = {}
     for task in sorted(p for p in run_dir.iterdir() if p.is_dir()):
-        outputs = {p.name: str(p) for p in sorted(task.iterdir()) if p.name != "executor_output.json"}
-        if outputs:
-            out[task.name] = outputs
+        out[task.name] = {p.name: str(p) for p in sorted(task.iterdir()) if p.name != "executor_output.json"}
     return out
+
+
+def _final_status(run_dir: Path) -> str:
+    """SUCCEEDED / FAILED from the exit handler's output (the MLflow status it recorded: FINISHED or FAILED)."""
+    import json
+
+    out = run_dir / "finalize-run" / "executor_output.json"
+    if not out.is_file():
+        return "FAILED"
+    recorded = json.loads(out.read_text()).get("parameterValues", {}).get("Output")
+    return "SUCCEEDED" if recorded == "FINISHED" else "FAILED"
 
 
 def run_local(config: str | None, overrides: list[str] | None = None, workdir: str | Path | None = None,
@@ -58,6 +67,6 @@ def run_local(config: str | None, overrides: list[str] | None = None, workdir: s
         raise RuntimeError(f"kfp.local wrote no run under {root}")
     run_dir = new[-1]
     arts = artifacts_of(run_dir)
-    status = "SUCCEEDED" if "register-model" in arts or "report" in arts else "FAILED"
+    status = _final_status(run_dir)
     return {"status": status, "run_dir": str(run_dir), "artifacts": arts,
             "tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}

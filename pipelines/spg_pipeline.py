@@ -113,7 +113,7 @@ def build_pipeline(cfg: PipelineConfig, config_file: str) -> Any:
                            trained_eval=evals["trained"].outputs["evaluation"], train_log=train.outputs["train_log"])
             rep.set_caching_options(False).set_display_name("report and gate")
 
-            with dsl.If(rep.outputs["passed"] == True, name="gain-at-least-min-gain"):  # noqa: E712 - a KFP condition
+            with dsl.If(rep.outputs["Output"] == True, name="gain-at-least-min-gain"):  # noqa: E712 - a KFP condition
                 reg = c.register_model(config=config, mlflow_run_id=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                        config_hash=conf.outputs["config_hash"], dataset=prep.outputs["dataset"],
                                        model=train.outputs["model"],

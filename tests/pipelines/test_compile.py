@@ -43,6 +43,7 @@ def test_structure(compiled, name):
     config = shipped_configs()[name]
     cfg = load_pipeline_config(ROOT / config)
     spec, doc, platform_doc = _docs(compiled[name])
+    assert spec.pipeline_info.name == cfg.kfp.pipeline_name
     executors = doc["deploymentSpec"]["executors"]
     for comp in COMPONENTS:
         assert f"exec-{comp}" in executors, comp
@@ -79,7 +80,7 @@ def test_structure(compiled, name):
     # the If gate: register-model only inside the condition on report's `passed`
     body = doc["components"]["comp-exit-handler-1"]["dag"]["tasks"]
     cond = [t for t in body.values() if "triggerPolicy" in t and "condition" in t["triggerPolicy"]]
-    assert len(cond) == 1 and "report-passed" in cond[0]["triggerPolicy"]["condition"]
+    assert len(cond) == 1 and "report-Output" in cond[0]["triggerPolicy"]["condition"]
     cond_dag = doc["components"][cond[0]["componentRef"]["name"]]["dag"]["tasks"]
     assert list(cond_dag) == ["register-model"]
     assert "register-model" not in body
