@@ -1,5 +1,6 @@
 """Component 3, SPG training: the trainer on the base checkpoint, checkpointing to ``<kfp.checkpoint_root>/<job
-id>/train`` so that a retried (preempted) task resumes exactly; under ``accelerate launch`` for several GPUs."""
+id>/train`` so that a retried (preempted) task resumes exactly; under ``accelerate launch`` for several GPUs, and
+for several nodes as a small launcher of a Kubeflow Trainer TrainJob (``kfp.nodes`` > 1), with the same outputs."""
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -9,6 +10,7 @@ def train_spg(config: str, mlflow_run_id: str, job_id: str, dataset: Input[Datas
     import os
     import shutil
     import tempfile
+    from pathlib import Path
 
     from spg_lib.pipeline import stages
     from spg_lib.pipeline.config import parse_pipeline_config
@@ -18,12 +20,23 @@ def train_spg(config: str, mlflow_run_id: str, job_id: str, dataset: Input[Datas
     scratch = os.environ.get("SPG_SCRATCH", tempfile.gettempdir())
     with pipeline_step(mlflow_run_id, "train"):
         base_dir = stages.model_dir_of(base_model.metadata, base_model.path, scratch)
-        result = stages.run_pipeline_training(cfg, dataset.path, base_dir, job_id, scratch)
+        if cfg.kfp.nodes > 1:
+            from spg_lib.kubeflow.trainjob import launch_training
+
+            run = stages.training_dir(cfg.kfp.checkpoint_root, job_id)
+            data_dir, base_dir = stages.stage_shared_inputs(dataset.path, base_dir, run)
+            result = launch_training(stages.train_config(cfg, data_dir, base_dir, run), job_id=job_id, out_dir=run,
+                                     accelerate_config=cfg.kfp.accelerate_config)
+            result.update(checkpoint_uri=Path(result["final_model"]).as_uri(), steps=cfg.train.max_steps,
+                          resumed=None)
+        else:
+            result = stages.run_pipeline_training(cfg, dataset.path, base_dir, job_id, scratch)
     shutil.copyfile(result["metrics_log"], train_log.path)
     os.makedirs(model.path, exist_ok=True)
     model.metadata.update({"checkpoint_uri": result["checkpoint_uri"], "base_model": base_model.metadata.get(
         "base_model"), "method": cfg.train.algo.name, "neg_estimator": cfg.train.algo.neg_estimator,
-        "step": result["steps"], "mlflow_run_id": mlflow_run_id, "resumed": result["resumed"]})
+        "step": result["steps"], "mlflow_run_id": mlflow_run_id, "resumed": result["resumed"],
+        "nodes": cfg.kfp.nodes})
     values = {**stages.reward_summary(result["metrics_log"]), "wall_time_s": result["wall_time_s"],
               "steps": float(result["steps"])}
     for key, value in values.items():

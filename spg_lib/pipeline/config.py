@@ -110,7 +110,10 @@ class KfpConfig:
     cpu_image: str = param("ghcr.io/spg-pipeline/spg-cpu:0.1.0", "image of the CPU tasks (prepare, base model, "
                                                                 "register, report); built from docker/Dockerfile.cpu")
     workdir: str = param("/opt/spg", "the repository's location inside the images (config files resolve there)")
-    gpus: int = param(1, "accelerators per GPU task (train, evaluate); 0: CPU only")
+    gpus: int = param(1, "accelerators of the training task (per node); > 1 runs `accelerate launch`; 0: CPU")
+    eval_gpus: int = param(1, "accelerators of each evaluation task (greedy decoding runs on one); 0: CPU")
+    accelerate_config: str = param("configs/accelerate/ddp.yaml",
+                                   "launch configuration with more than one GPU or node (configs/accelerate/)")
     nodes: int = param(1, "training nodes; > 1 runs training through Kubeflow Trainer (a TrainJob)")
     accelerator_type: str = param("nvidia.com/gpu", "extended resource name of the accelerator")
     node_selector: dict[str, str] = param(help="node labels of the GPU tasks, e.g. {nvidia.com/gpu.product: "
@@ -124,13 +127,17 @@ class KfpConfig:
     mlflow_secret: str = param("spg-mlflow", "Kubernetes Secret with the MLflow endpoint and credentials")
     checkpoint_root: str = param("s3://spg-checkpoints/runs", "run-scoped checkpoints go to "
                                  "<checkpoint_root>/<pipeline job id>/train (s3:// URI or a mounted path)")
+    checkpoint_pvc: str | None = param(None, "PersistentVolumeClaim mounted at checkpoint_mount on the training, "
+                                             "evaluation and registration tasks (needed when checkpoint_root is on "
+                                             "it, as multi-node training requires; k8s/: spg-checkpoints)")
+    checkpoint_mount: str = param("/mnt/checkpoints", "mount path of checkpoint_pvc")
     retries: int = param(2, "retries of the training task (each resumes from its latest checkpoint)")
     retry_backoff: str = param("30s", "wait before the first retry (doubles per retry, at most 10 min)")
     min_gain: float = param(0.0, "register only when trained accuracy - base accuracy >= this (points, same "
                                  "protocol)")
 
     def __post_init__(self) -> None:
-        for name in ("gpus", "retries"):
+        for name in ("gpus", "eval_gpus", "retries"):
             if getattr(self, name) < 0:
                 raise ValueError(f"kfp.{name} must be >= 0, got {getattr(self, name)}")
         if self.nodes < 1:

@@ -10,7 +10,7 @@ Named pipeline parameters (what a Kubeflow UI user sets) map onto dotted paths o
     task -> data.task, sft.task, train.task, evaluate.task      method -> train.algo.name
     neg_estimator -> train.algo.neg_estimator                    base_model_uri -> base_model.uri ("" = SFT)
     experiment -> train.experiment, register.experiment          registered_model -> register.name
-    min_gain / gpus / nodes / accelerator_type / checkpoint_root -> kfp.<same>
+    min_gain / gpus / eval_gpus / nodes / accelerator_type / checkpoint_root -> kfp.<same>
 
 They are applied after the configuration file and before the dotted ``overrides`` (explicit paths win).
 """
@@ -30,7 +30,7 @@ from spg_lib.pipeline.config import PipelineConfig, dump_pipeline_config, load_p
 
 __all__ = ["UI_PARAMETERS", "config_hash", "dataset_files", "dataset_metadata", "model_dir_of", "resolve_config",
            "reward_summary", "run_base_model", "run_evaluation", "run_pipeline_training", "run_registration",
-           "run_report", "run_training", "train_config", "training_dir", "ui_defaults"]
+           "run_report", "run_training", "stage_shared_inputs", "train_config", "training_dir", "ui_defaults"]
 
 UI_PARAMETERS: dict[str, tuple[str, ...]] = {
     "task": ("data.task", "sft.task", "train.task", "evaluate.task"),
@@ -41,6 +41,7 @@ UI_PARAMETERS: dict[str, tuple[str, ...]] = {
     "registered_model": ("register.name",),
     "min_gain": ("kfp.min_gain",),
     "gpus": ("kfp.gpus",),
+    "eval_gpus": ("kfp.eval_gpus",),
     "nodes": ("kfp.nodes",),
     "accelerator_type": ("kfp.accelerator_type",),
     "checkpoint_root": ("kfp.checkpoint_root",),
@@ -139,8 +140,8 @@ def run_training(cfg: PipelineConfig, dataset_dir: str | Path, base_model_dir: s
     """RL training into ``out_dir``, resuming from its latest checkpoint when a previous attempt left one.
 
     ``kfp.gpus`` > 1 runs the trainer under ``accelerate launch`` (one process per GPU, ``accelerate_config``,
-    default configs/accelerate/ddp.yaml of the working directory) with the same configuration, written next to
-    the checkpoints. Returns ``{final_model, resumed, steps, wall_time_s, metrics_log}``.
+    default ``kfp.accelerate_config`` relative to the working directory) with the same configuration, written next
+    to the checkpoints. Returns ``{final_model, resumed, steps, wall_time_s, metrics_log}``.
     """
     import time
 
@@ -177,7 +178,7 @@ def _launch_multi_gpu(cfg: PipelineConfig, out: Path, resume: bool, accelerate_c
     resolved = out / "resolved_config.json"
     with atomic_write(resolved) as fh:
         fh.write(dump_pipeline_config(cfg))
-    launch_cfg = Path(accelerate_config or "configs/accelerate/ddp.yaml")
+    launch_cfg = Path(accelerate_config or cfg.kfp.accelerate_config)
     if not launch_cfg.is_file():
         raise ConfigError(f"accelerate configuration {launch_cfg} does not exist (kfp.gpus={cfg.kfp.gpus})")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch_cfg),
@@ -246,6 +247,24 @@ def run_pipeline_training(cfg: PipelineConfig, dataset_dir: str | Path, base_mod
     bucket, prefix = parse_s3_uri(f"{run}/final")
     make_client().upload_dir(Path(result["final_model"]), bucket, prefix)
     return {**result, "checkpoint_uri": f"{run}/final", "restored_step": restored}
+
+
+def stage_shared_inputs(dataset_dir: str | Path, base_model_dir: str | Path, run_dir: str | Path) -> tuple[Path, Path]:
+    """Copy the dataset and the base checkpoint next to ``run_dir`` (``<run>/../inputs/``) on the shared volume, so
+    that training nodes, which do not see this task's artifact paths, can read them; a retry reuses the copies."""
+    import shutil
+
+    from spg_lib.io import atomic_dir
+
+    inputs = Path(run_dir).parent / "inputs"
+    out = []
+    for name, src in (("dataset", dataset_dir), ("base_model", base_model_dir)):
+        dst = inputs / name
+        if not dst.is_dir():
+            with atomic_dir(dst) as tmp:
+                shutil.copytree(src, tmp, dirs_exist_ok=True)
+        out.append(dst)
+    return out[0], out[1]
 
 
 def reward_summary(metrics_log: str | Path, window: int = 5) -> dict[str, float]:

@@ -30,7 +30,7 @@ def _run(capsys, *argv: str) -> tuple[int, list[str]]:
 
 
 def test_every_command_is_covered():
-    assert set(CONFIG_COMMANDS) | {"bench"} == set(COMMANDS)  # bench: benchmark shapes only, no pipeline config
+    assert set(CONFIG_COMMANDS) | {"bench", "kfp"} == set(COMMANDS)  # bench: shapes only; kfp: tests/kubeflow
 
 
 @pytest.mark.parametrize("command", CONFIG_COMMANDS)

@@ -50,17 +50,20 @@ def test_structure(compiled, name):
     # images fixed at compile time, nothing installed at run time
     for exe_name, exe in executors.items():
         image = exe["container"]["image"]
-        gpu_step = exe_name in ("exec-train-spg", "exec-evaluate-model", "exec-evaluate-model-2")
+        gpu_step = exe_name in ("exec-train-spg", "exec-train-spg-2", "exec-evaluate-model", "exec-evaluate-model-2")
         assert image == (cfg.kfp.image if gpu_step else cfg.kfp.cpu_image), exe_name
         script = " ".join(exe["container"]["command"])
         assert "pip install" not in script and "pip3 install" not in script, exe_name
 
-    # GPU request on training and evaluation: count and type are the UI parameters gpus / accelerator_type
-    for exe_name in ("exec-train-spg", "exec-evaluate-model"):
+    # GPU request on single-node training and on evaluation: count and type are UI parameters; the multi-node
+    # branch's task is a launcher (the TrainJob gets the GPUs), so it requests none
+    for exe_name, count in (("exec-train-spg", "gpus"), ("exec-evaluate-model", "eval_gpus"),
+                            ("exec-evaluate-model-2", "eval_gpus")):
         acc = executors[exe_name]["container"]["resources"]["accelerator"]
-        assert "pipelinechannel--gpus" in acc["resourceCount"]
+        assert f"pipelinechannel--{count}'" in acc["resourceCount"]
         assert "pipelinechannel--accelerator_type" in acc["resourceType"]
         assert executors[exe_name]["container"]["resources"]["resourceCpuRequest"] == cfg.kfp.cpu_request
+    assert "resources" not in executors["exec-train-spg-2"]["container"]
     params = doc["root"]["inputDefinitions"]["parameters"]
     assert params["gpus"]["defaultValue"] == cfg.kfp.gpus
     assert params["config_file"]["defaultValue"] == config
@@ -77,20 +80,29 @@ def test_structure(compiled, name):
     assert fin["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     assert "taskFinalStatus" in str(fin["inputs"])
 
-    # the If gate: register-model only inside the condition on report's `passed`
+    # the If gate: register-model only inside the condition on report's output
     body = doc["components"]["comp-exit-handler-1"]["dag"]["tasks"]
-    cond = [t for t in body.values() if "triggerPolicy" in t and "condition" in t["triggerPolicy"]]
-    assert len(cond) == 1 and "report-Output" in cond[0]["triggerPolicy"]["condition"]
-    cond_dag = doc["components"][cond[0]["componentRef"]["name"]]["dag"]["tasks"]
-    assert list(cond_dag) == ["register-model"]
+    tasks = {n: t for comp in doc["components"].values() for n, t in comp.get("dag", {}).get("tasks", {}).items()}
+    conds = {n: t for n, t in tasks.items() if "condition" in t.get("triggerPolicy", {})}
+    gate = [t for t in conds.values() if "report-Output" in t["triggerPolicy"]["condition"]]
+    assert len(gate) == 1 and gate[0]["triggerPolicy"]["condition"].endswith("== true")
+    assert list(doc["components"][gate[0]["componentRef"]["name"]]["dag"]["tasks"]) == ["register-model"]
     assert "register-model" not in body
+    # one node or several: If/Else on `nodes`, one training task in each branch, outputs merged with OneOf
+    branches = [list(doc["components"][t["componentRef"]["name"]]["dag"]["tasks"])
+                for t in conds.values() if "pipelinechannel--nodes" in t["triggerPolicy"]["condition"]]
+    assert sorted(branches) == [["train-spg"], ["train-spg-2"]]
+    merged = doc["components"]["comp-condition-branches-2"]["outputDefinitions"]["artifacts"]
+    assert sum("oneof" in k for k in merged) == 2  # model, train_log
 
     # caching: on for data preparation only; retries on training
     assert body["prepare-dataset"]["cachingOptions"]["enableCache"] is True
-    for t in ("train-spg", "evaluate-model", "evaluate-model-2", "base-checkpoint", "resolve-config", "report"):
-        assert not body[t].get("cachingOptions", {}).get("enableCache", False), t
-    retry = body["train-spg"]["retryPolicy"]
-    assert retry["maxRetryCount"] == cfg.kfp.retries and retry["backoffDuration"] == cfg.kfp.retry_backoff
+    for t in ("train-spg", "train-spg-2", "evaluate-model", "evaluate-model-2", "base-checkpoint", "resolve-config",
+              "report", "register-model"):
+        assert not tasks[t].get("cachingOptions", {}).get("enableCache", False), t
+    for t in ("train-spg", "train-spg-2"):
+        retry = tasks[t]["retryPolicy"]
+        assert retry["maxRetryCount"] == cfg.kfp.retries and retry["backoffDuration"] == cfg.kfp.retry_backoff
 
     # kubernetes platform: secrets as env on every task, /dev/shm on the GPU tasks, selector/tolerations as params
     configs = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -103,7 +115,7 @@ def test_structure(compiled, name):
         assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_URI"} <= env
         assert all(not s.optional for s in k8s.secret_as_env if any(
             kv.env_var in ("AWS_ACCESS_KEY_ID", "MLFLOW_TRACKING_URI") for kv in s.key_to_env))
-        if exe_name in ("exec-train-spg", "exec-evaluate-model", "exec-evaluate-model-2"):
+        if exe_name in ("exec-train-spg", "exec-evaluate-model", "exec-evaluate-model-2"):  # not the launcher
             shm = [m for m in k8s.empty_dir_mounts if m.mount_path == "/dev/shm"]
             assert shm and shm[0].medium == "Memory" and shm[0].size_limit == cfg.kfp.shm_size
             assert "node_selector" in str(conf["nodeSelector"]) and "tolerations" in str(conf["tolerations"])
