@@ -95,25 +95,18 @@ def build_pipeline(cfg: PipelineConfig, config_file: str) -> Any:
             base = c.base_checkpoint(config=config, mlflow_run_id=run_id, dataset=prep.outputs["dataset"])
             base.set_caching_options(False).set_display_name("base checkpoint")
 
-            # one node: this task trains (GPU request, retries with exact resume); several: this task is a CPU
-            # launcher of a TrainJob that gets the GPUs, and a retried launcher resumes the job's checkpoints
-            train_args = dict(config=config, mlflow_run_id=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                              dataset=prep.outputs["dataset"], base_model=base.outputs["model"])
-            with dsl.If(nodes == 1, name="single-node"):
-                single = c.train_spg(**train_args)
-                _gpu_placement(single, cfg, gpus, accelerator_type, node_selector, tolerations)
-                single.set_display_name("SPG training")
-            with dsl.Else(name="multi-node"):
-                multi = c.train_spg(**train_args)
-                multi.set_caching_options(False).set_display_name("SPG training (TrainJob launcher)")
-            for t in (single, multi):
-                t.set_retry(num_retries=cfg.kfp.retries, backoff_duration=cfg.kfp.retry_backoff,
+            # one node: this task trains on `gpus` accelerators; several: it is the launcher of a TrainJob that gets
+            # the GPUs, so it requests none (resolve-config's train_gpus = gpus if nodes == 1 else 0). Retries
+            # resume from the run-scoped checkpoints either way.
+            train = c.train_spg(config=config, mlflow_run_id=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                dataset=prep.outputs["dataset"], base_model=base.outputs["model"])
+            _gpu_placement(train, cfg, conf.outputs["train_gpus"], accelerator_type, node_selector, tolerations)
+            train.set_retry(num_retries=cfg.kfp.retries, backoff_duration=cfg.kfp.retry_backoff,
                             backoff_factor=2.0, backoff_max_duration="600s")
-            trained = {name: dsl.OneOf(single.outputs[name], multi.outputs[name])
-                       for name in ("model", "train_log")}  # (Metrics: shown per branch task in the UI)
+            train.set_display_name("SPG training")
 
             evals = {}
-            for label, model in (("base", base.outputs["model"]), ("trained", trained["model"])):
+            for label, model in (("base", base.outputs["model"]), ("trained", train.outputs["model"])):
                 ev = c.evaluate_model(config=config, mlflow_run_id=run_id, label=label,
                                       dataset=prep.outputs["dataset"], model=model)
                 _gpu_placement(ev, cfg, eval_gpus, accelerator_type, node_selector, tolerations)
@@ -121,20 +114,20 @@ def build_pipeline(cfg: PipelineConfig, config_file: str) -> Any:
                 evals[label] = ev
 
             rep = c.report(config=config, mlflow_run_id=run_id, base_eval=evals["base"].outputs["evaluation"],
-                           trained_eval=evals["trained"].outputs["evaluation"], train_log=trained["train_log"])
+                           trained_eval=evals["trained"].outputs["evaluation"], train_log=train.outputs["train_log"])
             rep.set_caching_options(False).set_display_name("report and gate")
 
             with dsl.If(rep.outputs["Output"] == True, name="gain-at-least-min-gain"):  # noqa: E712 - a KFP condition
                 reg = c.register_model(config=config, mlflow_run_id=run_id, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                        config_hash=conf.outputs["config_hash"], dataset=prep.outputs["dataset"],
-                                       model=trained["model"],
+                                       model=train.outputs["model"],
                                        trained_eval=evals["trained"].outputs["evaluation"])
                 reg.set_caching_options(False).set_display_name("register model")
 
-        for t in (conf, prep, base, single, multi, *evals.values(), rep, reg):
+        for t in (conf, prep, base, train, *evals.values(), rep, reg):
             _secrets(t, cfg)
         if cfg.kfp.checkpoint_pvc:  # checkpoints (and multi-node inputs) on the shared volume
-            for t in (single, multi, *evals.values(), reg):
+            for t in (train, *evals.values(), reg):
                 kubernetes.mount_pvc(t, pvc_name=cfg.kfp.checkpoint_pvc, mount_path=cfg.kfp.checkpoint_mount)
 
     return spg_pipeline

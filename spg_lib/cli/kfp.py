@@ -142,6 +142,7 @@ def _submit(args: argparse.Namespace) -> int:
     cron = validate_cron(args.cron) if args.kfp_command == "schedule" else None
     settings = settings_from_env()  # before compiling: a missing KFP_ENDPOINT costs nothing
     with _package(args) as (package, pipeline_name):
+        _check_run_config(package, params, args.config)
         common = dict(pipeline_name=pipeline_name, version_name=args.version_name, experiment=args.experiment,
                       settings=settings)
         if cron is None:
@@ -153,6 +154,40 @@ def _submit(args: argparse.Namespace) -> int:
     print(result.url)
     print(json.dumps(result.to_dict()))
     return 0
+
+
+def _check_run_config(package: Path, params: dict[str, str], config: str | None) -> None:
+    """Resolve the run's configuration here (file + named parameters + ``overrides``) as its first task will, so
+    an unknown task or method or an override that does not exist is refused before anything is submitted. The
+    file is the ``config_file`` parameter (default: the package's), found in the working directory or the
+    repository; a package compiled elsewhere from a file not present here is checked by type only."""
+    import yaml
+
+    from pipelines.compile import ROOT
+    from spg_lib.kubeflow.client import check_parameters, read_package
+    from spg_lib.pipeline.stages import UI_PARAMETERS, resolve_config
+
+    typed = check_parameters(package, params)
+    with open(package) as fh:
+        defaults = {name: spec.get("defaultValue") for name, spec in next(yaml.safe_load_all(fh))["root"][
+            "inputDefinitions"]["parameters"].items()}
+    kinds = read_package(package).parameters
+    for name, value in defaults.items():  # the IR stores every number default as a double (1 -> 1.0)
+        if kinds.get(name) == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():
+            defaults[name] = int(value)
+    values = {**defaults, **typed}
+    config_file = values.get("config_file") or config
+    if not config_file:
+        return
+    candidates = [Path(config_file), ROOT / config_file] + ([Path(config)] if config else [])
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return
+    ui = {k: values[k] for k in UI_PARAMETERS if k in values}
+    try:
+        resolve_config(found, list(values.get("overrides") or []), ui)
+    except InputError as exc:
+        raise InputError(f"pipeline parameters: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,9 +28,10 @@ from typing import Any
 from spg_lib.config import ConfigError, apply_overrides, from_dict, read_yaml_mapping, to_dict
 from spg_lib.pipeline.config import PipelineConfig, dump_pipeline_config, load_pipeline_config
 
-__all__ = ["UI_PARAMETERS", "config_hash", "dataset_files", "dataset_metadata", "model_dir_of", "resolve_config",
-           "reward_summary", "run_base_model", "run_evaluation", "run_pipeline_training", "run_registration",
-           "run_report", "run_training", "stage_shared_inputs", "train_config", "training_dir", "ui_defaults"]
+__all__ = ["UI_PARAMETERS", "check_tasks", "config_hash", "dataset_files", "dataset_metadata", "model_dir_of",
+           "resolve_config", "reward_summary", "run_base_model", "run_evaluation", "run_pipeline_training",
+           "run_registration", "run_report", "run_training", "stage_shared_inputs", "train_config", "training_dir",
+           "training_task_gpus", "ui_defaults"]
 
 UI_PARAMETERS: dict[str, tuple[str, ...]] = {
     "task": ("data.task", "sft.task", "train.task", "evaluate.task"),
@@ -89,16 +90,40 @@ def resolve_config(config_file: str | Path | None, overrides: list[str] | None =
     data = apply_overrides(data, overrides)
     where = str(path) if path is not None else "defaults"
     try:
-        return from_dict(PipelineConfig, data)
+        cfg = from_dict(PipelineConfig, data)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except ValueError as exc:  # a __post_init__ check: name the source of the values
         raise ConfigError(f"{where} with the pipeline parameters/overrides: {exc}") from None
+    check_tasks(cfg)
+    return cfg
+
+
+def check_tasks(cfg: PipelineConfig) -> None:
+    """Every section's task is registered (after importing ``train.plugins``): ConfigError naming the field."""
+    from spg_lib.tasks.registry import get_task
+    from spg_lib.training.run import import_plugins
+
+    import_plugins(cfg.train.plugins)
+    for section in ("data", "sft", "train", "evaluate"):
+        name = getattr(cfg, section).task
+        if name is None:
+            continue
+        try:
+            get_task(name)
+        except ValueError as exc:
+            raise ConfigError(f"{section}.task (pipeline parameter task): {exc}") from None
 
 
 def config_hash(cfg: PipelineConfig) -> str:
     """sha256 of the canonical JSON of the tree (a lineage tag: equal configurations, equal hashes)."""
     return hashlib.sha256(dump_pipeline_config(cfg).encode()).hexdigest()
+
+
+def training_task_gpus(cfg: PipelineConfig) -> int:
+    """Accelerators of the pipeline's training task itself: ``kfp.gpus`` on one node; none with several nodes,
+    where the task only launches (and watches) the TrainJob that holds the GPUs."""
+    return cfg.kfp.gpus if cfg.kfp.nodes == 1 else 0
 
 
 def dataset_files(cfg: PipelineConfig, dataset_dir: str | Path) -> tuple[Path, Path]:

@@ -339,3 +339,23 @@ def test_the_standin_requires_the_token(standin):
 def test_check_model_takes_proto_and_camel_case_names():
     assert check_model({"pipelineId": "p", "pipeline_version_id": "v"}, "V2beta1PipelineVersionReference") == \
         {"pipeline_id": "p", "pipeline_version_id": "v"}
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    (("task=nosuch",), "data.task (pipeline parameter task): unknown task 'nosuch'"),
+    (("method=nosuch",), "pipeline parameters"),
+    (('overrides=["train.optim.lrr=1"]',), "'train.optim.lrr' is not a path of params.yaml"),
+    (("neg_estimator=elbo2",), "neg_estimator"),
+])
+@pytest.mark.parametrize("source", ["config", "package"])
+def test_run_configuration_is_resolved_before_anything_is_sent(params, message, source, standin, capsys):
+    """The first task's configuration check, run here: unknown task / method / estimator, a bad override."""
+    from pipelines.compile import COMPILED
+
+    target = ("--config", "params.yaml") if source == "config" else ("--package", str(COMPILED / "default.yaml"))
+    argv = ["submit", *target, "--experiment", "e", "--run-name", "r"]
+    for item in params:
+        argv += ["-p", item]
+    rc, _, err = _run(capsys, *argv)
+    assert rc == 2 and len(err) == 1 and message in err[0], err
+    assert standin.calls() == []

@@ -50,20 +50,19 @@ def test_structure(compiled, name):
     # images fixed at compile time, nothing installed at run time
     for exe_name, exe in executors.items():
         image = exe["container"]["image"]
-        gpu_step = exe_name in ("exec-train-spg", "exec-train-spg-2", "exec-evaluate-model", "exec-evaluate-model-2")
+        gpu_step = exe_name in ("exec-train-spg", "exec-evaluate-model", "exec-evaluate-model-2")
         assert image == (cfg.kfp.image if gpu_step else cfg.kfp.cpu_image), exe_name
         script = " ".join(exe["container"]["command"])
         assert "pip install" not in script and "pip3 install" not in script, exe_name
 
-    # GPU request on single-node training and on evaluation: count and type are UI parameters; the multi-node
-    # branch's task is a launcher (the TrainJob gets the GPUs), so it requests none
-    for exe_name, count in (("exec-train-spg", "gpus"), ("exec-evaluate-model", "eval_gpus"),
+    # GPU request on training and evaluation: type and count from the UI parameters (training: resolve-config's
+    # train_gpus, which is `gpus` on one node and 0 for the launcher of a multi-node TrainJob)
+    for exe_name, count in (("exec-train-spg", "resolve-config-train_gpus"), ("exec-evaluate-model", "eval_gpus"),
                             ("exec-evaluate-model-2", "eval_gpus")):
         acc = executors[exe_name]["container"]["resources"]["accelerator"]
         assert f"pipelinechannel--{count}'" in acc["resourceCount"]
         assert "pipelinechannel--accelerator_type" in acc["resourceType"]
         assert executors[exe_name]["container"]["resources"]["resourceCpuRequest"] == cfg.kfp.cpu_request
-    assert "resources" not in executors["exec-train-spg-2"]["container"]
     params = doc["root"]["inputDefinitions"]["parameters"]
     assert params["gpus"]["defaultValue"] == cfg.kfp.gpus
     assert params["config_file"]["defaultValue"] == config
@@ -88,21 +87,14 @@ def test_structure(compiled, name):
     assert len(gate) == 1 and gate[0]["triggerPolicy"]["condition"].endswith("== true")
     assert list(doc["components"][gate[0]["componentRef"]["name"]]["dag"]["tasks"]) == ["register-model"]
     assert "register-model" not in body
-    # one node or several: If/Else on `nodes`, one training task in each branch, outputs merged with OneOf
-    branches = [list(doc["components"][t["componentRef"]["name"]]["dag"]["tasks"])
-                for t in conds.values() if "pipelinechannel--nodes" in t["triggerPolicy"]["condition"]]
-    assert sorted(branches) == [["train-spg"], ["train-spg-2"]]
-    merged = doc["components"]["comp-condition-branches-2"]["outputDefinitions"]["artifacts"]
-    assert sum("oneof" in k for k in merged) == 2  # model, train_log
 
     # caching: on for data preparation only; retries on training
     assert body["prepare-dataset"]["cachingOptions"]["enableCache"] is True
-    for t in ("train-spg", "train-spg-2", "evaluate-model", "evaluate-model-2", "base-checkpoint", "resolve-config",
+    for t in ("train-spg", "evaluate-model", "evaluate-model-2", "base-checkpoint", "resolve-config",
               "report", "register-model"):
         assert not tasks[t].get("cachingOptions", {}).get("enableCache", False), t
-    for t in ("train-spg", "train-spg-2"):
-        retry = tasks[t]["retryPolicy"]
-        assert retry["maxRetryCount"] == cfg.kfp.retries and retry["backoffDuration"] == cfg.kfp.retry_backoff
+    retry = tasks["train-spg"]["retryPolicy"]
+    assert retry["maxRetryCount"] == cfg.kfp.retries and retry["backoffDuration"] == cfg.kfp.retry_backoff
 
     # kubernetes platform: secrets as env on every task, /dev/shm on the GPU tasks, selector/tolerations as params
     configs = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
