@@ -26,7 +26,7 @@ def train_spg(config: str, mlflow_run_id: str, job_id: str, dataset: Input[Datas
             run = stages.training_dir(cfg.kfp.checkpoint_root, job_id)
             data_dir, base_dir = stages.stage_shared_inputs(dataset.path, base_dir, run)
             result = launch_training(stages.train_config(cfg, data_dir, base_dir, run), job_id=job_id, out_dir=run,
-                                     accelerate_config=cfg.kfp.accelerate_config)
+                                     accelerate_config=cfg.kfp.accelerate_config, controller=cfg.kfp.controller)
             result.update(checkpoint_uri=Path(result["final_model"]).as_uri(), steps=cfg.train.max_steps,
                           resumed=None)
         else:

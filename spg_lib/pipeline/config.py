@@ -115,6 +115,8 @@ class KfpConfig:
     accelerate_config: str = param("configs/accelerate/ddp.yaml",
                                    "launch configuration with more than one GPU or node (configs/accelerate/)")
     nodes: int = param(1, "training nodes; > 1 runs training through Kubeflow Trainer (a TrainJob)")
+    controller: Literal["trainer", "training-operator"] = param(
+        "trainer", "multi-node job kind: trainer (Kubeflow Trainer v2 TrainJob) | training-operator (v1 PyTorchJob)")
     accelerator_type: str = param("nvidia.com/gpu", "extended resource name of the accelerator")
     node_selector: dict[str, str] = param(help="node labels of the GPU tasks, e.g. {nvidia.com/gpu.product: "
                                                "NVIDIA-H100-80GB-HBM3}", factory=dict)

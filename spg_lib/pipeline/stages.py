@@ -9,7 +9,7 @@ Named pipeline parameters (what a Kubeflow UI user sets) map onto dotted paths o
 
     task -> data.task, sft.task, train.task, evaluate.task      method -> train.algo.name
     neg_estimator -> train.algo.neg_estimator                    base_model_uri -> base_model.uri ("" = SFT)
-    experiment -> train.experiment, register.experiment          registered_model -> register.name
+    experiment -> train.experiment (and the run's MLflow record)  registered_model -> register.name
     min_gain / gpus / eval_gpus / nodes / accelerator_type / checkpoint_root -> kfp.<same>
 
 They are applied after the configuration file and before the dotted ``overrides`` (explicit paths win).
@@ -38,7 +38,7 @@ UI_PARAMETERS: dict[str, tuple[str, ...]] = {
     "method": ("train.algo.name",),
     "neg_estimator": ("train.algo.neg_estimator",),
     "base_model_uri": ("base_model.uri",),
-    "experiment": ("train.experiment", "register.experiment"),
+    "experiment": ("train.experiment",),
     "registered_model": ("register.name",),
     "min_gain": ("kfp.min_gain",),
     "gpus": ("kfp.gpus",),
