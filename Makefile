@@ -39,6 +39,12 @@ lint: $(STAMP)
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 	  --find-links /opt/wheels --no-emit-package torch -o requirements.lock
+	# the images' requirement files: runtime dependencies only, pinned by the lock (docker/README.md)
+	$(BIN)/uv pip compile pyproject.toml docker/requirements-cpu.in -c requirements.lock --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --find-links /opt/wheels --no-emit-package torch \
+	  -o docker/requirements-cpu.txt
+	$(BIN)/uv pip compile pyproject.toml docker/requirements-cuda.in -c requirements.lock --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -o docker/requirements-cuda.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache
