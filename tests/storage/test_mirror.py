@@ -37,7 +37,7 @@ def test_sync_restore_prune(moto_server, tmp_path):
     assert mirror.sync() == []  # nothing new
     assert mirror.remote_steps() == [4, 6]  # pruned to keep=2
     keys = {o.key for o in client.list_objects(bucket, "runs/job-1")}
-    assert f"runs/job-1/train/checkpoints/step-6/accelerate/shard.bin" in keys
+    assert "runs/job-1/train/checkpoints/step-6/accelerate/shard.bin" in keys
     assert not any("step-9" in k or "step-2/" in k for k in keys)
 
     fresh = tmp_path / "b" / "checkpoints"  # a retried pod on another node
