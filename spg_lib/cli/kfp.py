@@ -49,6 +49,9 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline-name", default=None, metavar="NAME",
                    help="upload name with --package (default: the package's pipelineInfo.name); with --config it "
                         "is kfp.pipeline_name (-o kfp.pipeline_name=NAME)")
+    p.add_argument("--service-account", default=None, metavar="NAME",
+                   help="Kubernetes service account the run's pods use (k8s/: spg-pipeline-runner, which may "
+                        "launch TrainJobs; default: the KFP profile's)")
     p.add_argument("--version-name", default=None, metavar="NAME",
                    help="name of the new version of an existing pipeline (default: <pipeline>-<UTC time>-<sha256 "
                         "prefix>)")
@@ -144,7 +147,7 @@ def _submit(args: argparse.Namespace) -> int:
     with _package(args) as (package, pipeline_name):
         _check_run_config(package, params, args.config)
         common = dict(pipeline_name=pipeline_name, version_name=args.version_name, experiment=args.experiment,
-                      settings=settings)
+                      settings=settings, service_account=args.service_account)
         if cron is None:
             result = submit_run(package, params, run_name=args.run_name, **common)
         else:

@@ -480,7 +480,7 @@ def _experiment_id(conn: Connection, experiment: str) -> str:
 
 def submit_run(package_path: str | os.PathLike[str], params: Mapping[str, Any], *, pipeline_name: str | None = None,
                version_name: str | None = None, experiment: str, run_name: str, namespace: str | None = None,
-               settings: KfpSettings | None = None) -> Submission:
+               settings: KfpSettings | None = None, service_account: str | None = None) -> Submission:
     """Upload the package (a new pipeline, or a new version of the pipeline named ``pipeline_name``; default:
     the package's pipelineInfo.name), get or create ``experiment`` and create run ``run_name`` of that version
     with ``params`` (CLI strings or typed values, checked by `check_parameters`).
@@ -494,7 +494,8 @@ def submit_run(package_path: str | os.PathLike[str], params: Mapping[str, Any], 
     pipeline_id, version_id, version = _upload(conn, prep.package, prep.pipeline_name, version_name)
     experiment_id = _experiment_id(conn, experiment)
     run = _call(conn, f"creating run {run_name!r}", conn.client.run_pipeline, experiment_id=experiment_id,
-                job_name=run_name, params=prep.values, pipeline_id=pipeline_id, version_id=version_id)
+                job_name=run_name, params=prep.values, pipeline_id=pipeline_id, version_id=version_id,
+                service_account=service_account)
     return Submission(kind="run", pipeline_id=pipeline_id, version_id=version_id, version_name=version,
                       experiment_id=experiment_id, run_id=run.run_id,
                       url=f"{prep.settings.endpoint}/#/runs/details/{run.run_id}")
@@ -504,7 +505,7 @@ def schedule_run(package_path: str | os.PathLike[str], params: Mapping[str, Any]
                  schedule_name: str, experiment: str, pipeline_name: str | None = None,
                  version_name: str | None = None, max_concurrency: int = 1, no_catchup: bool = True,
                  enabled: bool = True, namespace: str | None = None,
-                 settings: KfpSettings | None = None) -> Submission:
+                 settings: KfpSettings | None = None, service_account: str | None = None) -> Submission:
     """As `submit_run`, but a recurring run ``schedule_name`` on the six-field ``cron`` trigger (`validate_cron`):
     at most ``max_concurrency`` runs at once (1-10, the server's range) and, with ``no_catchup``, no backfill of
     the intervals missed while the schedule was disabled or behind.
@@ -524,7 +525,8 @@ def schedule_run(package_path: str | os.PathLike[str], params: Mapping[str, Any]
     recurring = _call(conn, f"creating recurring run {schedule_name!r}", conn.client.create_recurring_run,
                       experiment_id=experiment_id, job_name=schedule_name, cron_expression=cron,
                       max_concurrency=str(max_concurrency), no_catchup=no_catchup, params=prep.values,
-                      pipeline_id=pipeline_id, version_id=version_id, enabled=enabled)
+                      pipeline_id=pipeline_id, version_id=version_id, enabled=enabled,
+                      service_account=service_account)
     return Submission(kind="recurring_run", pipeline_id=pipeline_id, version_id=version_id, version_name=version,
                       experiment_id=experiment_id, run_id=recurring.recurring_run_id,
                       url=f"{prep.settings.endpoint}/#/recurringrun/details/{recurring.recurring_run_id}")

@@ -359,3 +359,13 @@ def test_run_configuration_is_resolved_before_anything_is_sent(params, message, 
     rc, _, err = _run(capsys, *argv)
     assert rc == 2 and len(err) == 1 and message in err[0], err
     assert standin.calls() == []
+
+
+def test_service_account_reaches_run_and_recurring_run(standin, package, capsys):
+    rc, _, err = _run(capsys, *_submit(package, "--service-account", "spg-pipeline-runner"))
+    assert rc == 0, err
+    rc, _, err = _run(capsys, *_schedule(package, "--cron", "0 0 3 * * *", "--service-account", "spg-pipeline-runner"))
+    assert rc == 0, err
+    (run,) = standin.calls("POST", "/apis/v2beta1/runs")
+    (rec,) = standin.calls("POST", "/apis/v2beta1/recurringruns")
+    assert run.body["service_account"] == rec.body["service_account"] == "spg-pipeline-runner"
