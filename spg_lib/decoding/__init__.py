@@ -11,19 +11,33 @@ docs/decoding.md#algorithm. Tests: ``pytest tests/decoding``. Benchmark: ``spg b
 """
 
 from spg_lib.decoding._common import GUMBEL_DTYPES, REMASKING_MODES, GumbelDtype, Remasking
+from spg_lib.decoding.cached import (
+    CACHE_MODES,
+    UNMASKING_MODES,
+    CacheMode,
+    Unmasking,
+    check_engine_config,
+    generate_cached,
+)
 from spg_lib.decoding.completion import completion_lengths, completion_mask
 from spg_lib.decoding.reference import generate_reference
 from spg_lib.decoding.sampler import generate, top_k_per_row
 from spg_lib.decoding.schedule import num_transfer_tokens
 
 __all__ = [
+    "CACHE_MODES",
     "GUMBEL_DTYPES",
     "REMASKING_MODES",
+    "UNMASKING_MODES",
+    "CacheMode",
     "GumbelDtype",
     "Remasking",
+    "Unmasking",
+    "check_engine_config",
     "completion_lengths",
     "completion_mask",
     "generate",
+    "generate_cached",
     "generate_reference",
     "num_transfer_tokens",
     "top_k_per_row",

@@ -70,6 +70,7 @@ from spg_lib.decoding._common import (
     supports_hidden_head,
     supports_logits_range,
 )
+from spg_lib.decoding.cached import check_engine_args, count_forward, generate_cached
 from spg_lib.decoding.schedule import num_transfer_tokens
 
 
@@ -166,6 +167,7 @@ def _block_logits(
     cfg_scale: float,
     prompt_length: int,
     mask_id: int,
+    stats: dict | None = None,
 ) -> torch.Tensor:
     """Logits [N, V] (>= fp32, CFG applied when cfg_scale > 0) of the N still-masked block positions.
 
@@ -195,6 +197,9 @@ def _block_logits(
             return model(x, logits_range=(s, e), **kwargs).logits
         return model(x, **kwargs).logits[:, s:e]
 
+    if stats is not None:  # token-forwards: rows x columns of every forward call
+        for group in groups:
+            count_forward(stats, group.last - group.first, inputs.shape[1] - group.lead)
     parts = [run(group) for group in groups]
     out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # [B', K, D | V]
     picked = out[rows_all, cols_all]  # [N', D] hidden states or [N', V] logits (a copy)
@@ -253,6 +258,13 @@ def generate(
     redecode_earlier_masks: bool = False,
     gumbel_dtype: str = "float64",
     keep_mode: bool = False,
+    cache: str = "none",
+    unmasking: str = "schedule",
+    threshold: float = 0.9,
+    early_stop: bool = False,
+    eos_id: int | None = None,
+    refresh_every_step: bool = False,
+    stats: dict | None = None,
 ) -> torch.Tensor:
     """Decode ``gen_length`` tokens after left-padded prompts with the LLaDA block sampler (batched).
 
@@ -275,6 +287,11 @@ def generate(
             | "bfloat16" | "model" (the model's dtype, SPG's rollout sampler); see :func:`draw_gumbel`.
         keep_mode: False: decode in eval mode (no dropout). True: in the model's current train/eval mode (the
             official trainers roll out in train mode, LoRA dropout active); either way it is restored afterwards.
+        cache, unmasking, threshold, early_stop, eos_id, refresh_every_step: the approximate engine's options
+            (:func:`spg_lib.decoding.cached.generate_cached`); the defaults (none, schedule, no early stop) run
+            this exact sampler, anything else that engine.
+        stats: optional dict receiving token_forwards (rows x positions summed over model forwards), forwards
+            and steps; added to what it holds.
 
     Returns:
         LongTensor [B, P + L]: the prompt (unchanged, padding included) followed by the generated tokens.
@@ -297,10 +314,24 @@ def generate(
         redecode_earlier_masks=redecode_earlier_masks,
         gumbel_dtype=gumbel_dtype,
     )
+    if cache != "none" or unmasking != "schedule" or early_stop or refresh_every_step:
+        check_engine_args(cache, unmasking, threshold, early_stop, refresh_every_step, cfg_scale=cfg_scale,
+                          redecode_earlier_masks=redecode_earlier_masks, remasking=remasking)
+        return generate_cached(
+            model, prompt_ids, attention_mask, gen_length=gen_length, block_length=block_length, steps=steps,
+            mask_id=mask_id, temperature=temperature, remasking=remasking, generator=generator,
+            gumbel_dtype=gumbel_dtype, keep_mode=keep_mode, cache=cache, unmasking=unmasking, threshold=threshold,
+            early_stop=early_stop, eos_id=eos_id, refresh_every_step=refresh_every_step, stats=stats,
+        )
     B, P, L, K = plan.batch_size, plan.prompt_length, plan.gen_length, plan.block_length
     device = prompt_ids.device
     canvas = torch.full((B, P + L), mask_id, dtype=torch.long, device=device)  # [B, T]
     canvas[:, :P] = prompt_ids
+    if stats is not None:
+        stats.setdefault("token_forwards", 0)
+        stats.setdefault("forwards", 0)
+        stats["steps"] = stats.get("steps", 0)
+        stats["cache"] = "none"
     # Padding and forward calls, decided once per call: each group of rows drops the columns that are padding in
     # all of its rows and gets no attention mask when none of its rows is padded (plain unmasked attention).
     canvas_mask = None  # [B', T]
@@ -356,6 +387,8 @@ def generate(
                     # count is 0, so the step changes nothing; skip the forward, only consume the random draws
                     step_draws(n_left, vocab)
                     continue
+                if stats is not None:
+                    stats["steps"] += 1
                 logits = _block_logits(
                     model,
                     canvas,
@@ -369,6 +402,7 @@ def generate(
                     cfg_scale=cfg,
                     prompt_length=P,
                     mask_id=mask_id,
+                    stats=stats,
                 )  # [N, V]
                 vocab = logits.shape[-1]
                 draws = step_draws(n_left, vocab)

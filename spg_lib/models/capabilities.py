@@ -4,6 +4,9 @@
     caps.hidden_head    # hidden_states(ids, attention_mask=, output_range=) and logits_from_hidden(h, out=)
     caps.linear_head    # an nn.Linear head with logits == hidden_states(ids) @ weight.T (+ bias), or None
     caps.logits_range   # forward(ids, attention_mask=, logits_range=(s, e)) runs the head on s..e-1 only
+    caps.kv_cache       # hidden_states_kv(ids, attention_mask=, output_range=) -> (hidden, cache) and
+                        # hidden_states_cached(slice_ids, kv_cache, slice_range, output_range=) (block KV cache of
+                        # the fast sampler, spg_lib.decoding.cached), with the hidden head
 
 Duck-typed (signatures and attributes, never ``isinstance`` on a model class), so it imports no model code and
 sees through wrappers that forward attribute access (PEFT). A model that exposes none of these is called as
@@ -31,6 +34,7 @@ class Capabilities:
     hidden_head: bool
     linear_head: torch.nn.Linear | None
     logits_range: bool
+    kv_cache: bool = False
 
 
 def _accepts(fn: Callable[..., Any] | None, *names: str) -> bool:
@@ -57,8 +61,10 @@ def probe(model: Any) -> Capabilities:
     head = get_head() if callable(get_head) else None
     scaled = bool(getattr(getattr(model, "config", None), "scale_logits", False))
     plain = isinstance(head, torch.nn.Linear) and not scaled and callable(hidden_states)
+    kv_cache = hidden_head and _accepts(getattr(model, "hidden_states_kv", None), "attention_mask", "output_range") \
+        and _accepts(getattr(model, "hidden_states_cached", None), "kv_cache", "slice_range", "output_range")
     return Capabilities(hidden_head=hidden_head, linear_head=head if plain else None,
-                        logits_range=_accepts(getattr(model, "forward", None), "logits_range"))
+                        logits_range=_accepts(getattr(model, "forward", None), "logits_range"), kv_cache=kv_cache)
 
 
 class ForwardOnly(torch.nn.Module):

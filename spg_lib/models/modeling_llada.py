@@ -39,6 +39,7 @@ Test: `python -m pytest -q tests/models`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -52,7 +53,9 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from spg_lib.models.configuration_llada import LLaDAConfig
 
-__all__ = ["LLaDABlock", "LLaDAModel", "LLaDAModelLM", "RMSNorm", "apply_rope", "init_weights_", "rope_sin_cos"]
+__all__ = [
+    "KVCache", "LLaDABlock", "LLaDAModel", "LLaDAModelLM", "RMSNorm", "apply_rope", "init_weights_", "rope_sin_cos",
+]
 
 # kwargs that HF-style callers pass and that carry no information for this (cache-free, single-output) model.
 _IGNORED_FORWARD_KWARGS = ("use_cache", "return_dict", "output_attentions", "output_hidden_states")
@@ -156,11 +159,34 @@ class LLaDABlock(GradientCheckpointingLayer):
         and returned ([B, e - s, D]); their values equal rows s..e-1 of the full output (up to float rounding).
         Used for the last block when only some positions' hidden states are needed.
         """
+        return self.forward_kv(x, sin, cos, key_mask, query_range)[0]
+
+    def forward_kv(
+        self,
+        x: torch.Tensor,
+        sin: torch.Tensor,
+        cos: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        query_range: tuple[int, int] | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        kv_start: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` that also returns the keys (RoPE applied) and values it attended to, [B, Hkv, T_k, hd].
+
+        kv (keys, values) [B, Hkv, T_k, hd]: a cache of the whole canvas; x [B, T, D] then holds only canvas
+        positions kv_start..kv_start+T-1, whose fresh keys/values are written into the cache (in place) before
+        the queries of x attend to all T_k cached positions (key_mask [B, 1, 1, T_k]).
+        """
         B, T, D = x.shape
         h = self.attn_norm(x)
         k = self.k_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
         v = self.v_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
         k = apply_rope(k, sin, cos, self.rope_full_precision)
+        if kv is not None:
+            cache_k, cache_v = kv  # [B, Hkv, T_k, hd]
+            cache_k[:, :, kv_start : kv_start + T] = k
+            cache_v[:, :, kv_start : kv_start + T] = v
+            k, v = cache_k, cache_v
         if query_range is not None:
             s, e = query_range
             x, h = x[:, s:e], h[:, s:e]  # [B, Q, D]
@@ -180,7 +206,28 @@ class LLaDABlock(GradientCheckpointingLayer):
 
         h = self.ff_norm(x)
         h = self.act(self.ff_proj(h)) * self.up_proj(h)  # [B, Q, F]
-        return x + F.dropout(self.ff_out(h), self.residual_dropout, self.training)
+        return x + F.dropout(self.ff_out(h), self.residual_dropout, self.training), k, v
+
+
+@dataclasses.dataclass
+class KVCache:
+    """Keys (RoPE applied) and values of every layer for a whole canvas [B, T], from :meth:`LLaDAModel.encode_kv`.
+
+    keys/values: one [B, Hkv, T, hd] tensor per layer; sin/cos: the rotary tables [B|1, 1, T, hd] of the canvas
+    positions; key_mask: [B, 1, 1, T] bool (True = attend) or None when no key is padding; batch_size: B.
+    A cached forward of a slice overwrites the slice's keys/values in place (its fresh ones), the rest is reused as is.
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    sin: torch.Tensor
+    cos: torch.Tensor
+    key_mask: torch.Tensor | None
+    batch_size: int
+
+    @property
+    def length(self) -> int:
+        return int(self.sin.shape[2])
 
 
 # ------------------------------------------------------------------------------------------------ the network
@@ -215,16 +262,38 @@ class LLaDAModel(nn.Module):
         output_range (s, e): only positions s..e-1 are returned; the last block then runs its queries, attention
         output and MLP on those positions only (every earlier block still needs all T positions as keys/values).
         """
+        x, sin, cos, key_mask, output_range = self._inputs(input_ids, attention_mask, position_ids, output_range)
+        blocks = self.transformer["blocks"]
+        for i, block in enumerate(blocks):
+            if output_range is not None and i == len(blocks) - 1:
+                x = block(x, sin, cos, key_mask, output_range)  # [B, e - s, D]
+            else:
+                x = block(x, sin, cos, key_mask)  # [B, T, D]
+        if output_range is not None and len(blocks) == 0:
+            x = x[:, output_range[0] : output_range[1]]
+        return self.transformer["ln_f"](x)
+
+    def _embed(self, input_ids: torch.Tensor) -> torch.Tensor:  # [B, T] -> [B, T, D]
+        x = self.transformer["wte"](input_ids)
+        if self.config.input_emb_norm:
+            x = x * (self.config.d_model**0.5)
+        return F.dropout(x, float(self.config.embedding_dropout), self.training)
+
+    def _inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        output_range: tuple[int, int] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, tuple[int, int] | None]:
+        """Embeddings [B, T, D], rope tables, key mask [B, 1, 1, T] | None and the checked output_range."""
         cfg = self.config
         B, T = input_ids.shape
         if output_range is not None:
             output_range = (int(output_range[0]), int(output_range[1]))
             if not 0 <= output_range[0] < output_range[1] <= T:
                 raise ValueError(f"output_range={output_range} must satisfy 0 <= start < end <= T={T}")
-        x = self.transformer["wte"](input_ids)  # [B, T, D]
-        if cfg.input_emb_norm:
-            x = x * (cfg.d_model**0.5)
-        x = F.dropout(x, float(cfg.embedding_dropout), self.training)
+        x = self._embed(input_ids)  # [B, T, D]
 
         key_mask = None
         if attention_mask is not None:
@@ -240,15 +309,68 @@ class LLaDAModel(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device)[None]  # [1, T]
         sin, cos = rope_sin_cos(position_ids, cfg.head_dim, cfg.rope_theta)  # [B|1, 1, T, hd]
+        return x, sin, cos, key_mask, output_range
 
+    def encode_kv(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        output_range: tuple[int, int] | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """:meth:`encode` (same arguments, same values) that also returns every layer's keys/values (a KVCache)."""
+        x, sin, cos, key_mask, output_range = self._inputs(input_ids, attention_mask, position_ids, output_range)
+        keys, values = [], []
         blocks = self.transformer["blocks"]
         for i, block in enumerate(blocks):
-            if output_range is not None and i == len(blocks) - 1:
-                x = block(x, sin, cos, key_mask, output_range)  # [B, e - s, D]
-            else:
-                x = block(x, sin, cos, key_mask)  # [B, T, D]
+            last = output_range is not None and i == len(blocks) - 1
+            x, k, v = block.forward_kv(x, sin, cos, key_mask, output_range if last else None)
+            keys.append(k)
+            values.append(v)
         if output_range is not None and len(blocks) == 0:
             x = x[:, output_range[0] : output_range[1]]
+        cache = KVCache(keys=keys, values=values, sin=sin, cos=cos, key_mask=key_mask, batch_size=input_ids.shape[0])
+        return self.transformer["ln_f"](x), cache
+
+    def encode_cached(
+        self,
+        input_ids: torch.Tensor,
+        cache: KVCache,
+        slice_range: tuple[int, int],
+        output_range: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Hidden states of canvas positions [s, e) only, attending to ``cache`` for every other position.
+
+        input_ids [B, e - s]: the current tokens of positions s..e-1 of the canvas the cache was built on (same
+        rows, same padding). At every layer their fresh keys/values replace the cached ones at s..e-1 (in place)
+        and their queries attend to all T cached positions (bidirectional, the cache's key mask, RoPE at absolute
+        canvas positions). Equals rows s..e-1 of :meth:`encode` when the cache holds what a full forward of the
+        current canvas computes (up to float rounding); otherwise the other positions' keys/values are stale, the
+        approximation of a block cache. output_range (a, b), s <= a < b <= e (canvas positions): only those are
+        returned ([B, b - a, D]) and the last layer queries only them.
+        """
+        s, e = int(slice_range[0]), int(slice_range[1])
+        B, T = cache.batch_size, cache.length
+        if not 0 <= s < e <= T:
+            raise ValueError(f"slice_range={slice_range} must satisfy 0 <= start < end <= T={T}")
+        if input_ids.dim() != 2 or tuple(input_ids.shape) != (B, e - s):
+            raise ValueError(f"input_ids shape {tuple(input_ids.shape)} must be [B, e - s] = [{B}, {e - s}] for "
+                             f"slice_range={slice_range} and the cache's batch")
+        query = None
+        if output_range is not None:
+            a, b = int(output_range[0]), int(output_range[1])
+            if not s <= a < b <= e:
+                raise ValueError(f"output_range={output_range} must lie inside slice_range={slice_range}")
+            query = (a - s, b - s)
+        x = self._embed(input_ids)  # [B, e - s, D]
+        sin, cos = cache.sin[:, :, s:e], cache.cos[:, :, s:e]
+        blocks = self.transformer["blocks"]
+        for i, block in enumerate(blocks):
+            last = query is not None and i == len(blocks) - 1
+            kv = (cache.keys[i], cache.values[i])
+            x = block.forward_kv(x, sin, cos, cache.key_mask, query if last else None, kv=kv, kv_start=s)[0]
+        if query is not None and len(blocks) == 0:
+            x = x[:, query[0] : query[1]]
         return self.transformer["ln_f"](x)
 
     def logits(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -368,6 +490,27 @@ class LLaDAModelLM(PreTrainedModel):
         :meth:`LLaDAModel.encode`); equal to slicing the full result up to float rounding.
         """
         return self.model.encode(input_ids, attention_mask, position_ids, output_range)
+
+    def hidden_states_kv(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        output_range: tuple[int, int] | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """:meth:`hidden_states` plus every layer's keys/values of all T positions (KV-cache capability)."""
+        return self.model.encode_kv(input_ids, attention_mask, position_ids, output_range)
+
+    def hidden_states_cached(
+        self,
+        input_ids: torch.Tensor,
+        kv_cache: KVCache,
+        slice_range: tuple[int, int],
+        output_range: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Hidden states of canvas positions slice_range = [s, e) from their ids [B, e - s] and a KVCache of the
+        other positions (:meth:`LLaDAModel.encode_cached`); output_range: a sub-range of canvas positions."""
+        return self.model.encode_cached(input_ids, kv_cache, slice_range, output_range)
 
     def logits_from_hidden(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Output head on final-norm hidden states [..., D] -> logits [..., V] (what forward applies).

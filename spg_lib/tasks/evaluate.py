@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spg_lib.config import param
-from spg_lib.decoding import REMASKING_MODES, GumbelDtype, Remasking
+from spg_lib.decoding import REMASKING_MODES, CacheMode, GumbelDtype, Remasking, Unmasking, check_engine_config
 from spg_lib.io import atomic_write_json, atomic_write_jsonl
 from spg_lib.progress import Progress
 from spg_lib.tasks.base import Mode, PromptStyle, check_mode, check_prompt_style
@@ -55,6 +55,12 @@ class EvalConfig:
     redecode_earlier_masks: bool | None = param(None, "re-decode earlier blocks' leftover [MASK] (None: faithful mode)")
     gumbel_dtype: GumbelDtype | None = param(None, "noise precision, temperature > 0 only (None: float32 in faithful "
                                                    "mode, else float64)")
+    cache: CacheMode = param("none", "none (exact) | prefix | dual: block KV cache of the sampler, approximate "
+                                     "(docs/decoding.md#cache-modes-threshold-unmasking-early-stop)")
+    unmasking: Unmasking = param("schedule", "schedule (fixed transfers per step, exact) | threshold (every masked "
+                                             "token with confidence > threshold, >= 1 per step)")
+    threshold: float = param(0.9, "confidence threshold of unmasking: threshold")
+    early_stop: bool = param(False, "rows with EOS among their committed tokens stop being decoded (rest = EOS)")
     batch_size: int = param(8, "prompts per generation call")
     limit: int | None = param(None, "evaluate only the first N test examples (None: all)")
     mode: Mode = param("fixed", "fixed (defects of the official parsers corrected) | faithful (the official eval "
@@ -92,6 +98,7 @@ class EvalConfig:
                              f"{self.remasking!r}")
         check_mode(self.mode)
         check_prompt_style(self.prompt_style, "evaluate.prompt_style")
+        check_engine_config(self, "evaluate")
 
     def require(self) -> tuple[str, str, str]:
         """(model, task, out_dir), which have no default; ValueError naming the first one missing."""
@@ -187,7 +194,8 @@ def evaluate_model(
                     gen_length=gen_length, block_length=cfg.block_length, steps=cfg.steps,
                     mask_id=mask_id, temperature=cfg.temperature, remasking=cfg.remasking,
                     redecode_earlier_masks=cfg.redecode_earlier_masks, gumbel_dtype=cfg.gumbel_dtype,
-                    generator=generator,
+                    generator=generator, cache=cfg.cache, unmasking=cfg.unmasking, threshold=cfg.threshold,
+                    early_stop=cfg.early_stop, eos_id=eos_id,
                 )
                 gen = out[:, -gen_length:].cpu()
                 texts = tokenizer.batch_decode(gen, skip_special_tokens=False)

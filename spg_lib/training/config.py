@@ -11,7 +11,7 @@ from typing import Literal
 
 from spg_lib.algos import AlgoConfig
 from spg_lib.config import param
-from spg_lib.decoding import GumbelDtype, Remasking
+from spg_lib.decoding import CacheMode, GumbelDtype, Remasking, Unmasking, check_engine_config
 from spg_lib.io import BUILTIN_TINY
 from spg_lib.tasks.base import Mode, PromptStyle
 
@@ -32,8 +32,17 @@ class RolloutConfig:
     gumbel_dtype: GumbelDtype | None = param(None, "precision of the Gumbel noise: model (faithful: the official "
                                                    "rollout sampler samples in the model dtype) | float64 (fixed) | "
                                                    "float32 | bfloat16; None: from train.algo.mode")
+    cache: CacheMode = param("none", "none (exact: full forward every step) | prefix (prompt and finished blocks' "
+                                     "keys/values cached per block) | dual (the masked suffix's too); approximate, "
+                                     "docs/decoding.md#cache-modes-threshold-unmasking-early-stop")
+    unmasking: Unmasking = param("schedule", "schedule (fixed transfers per step, exact) | threshold (every masked "
+                                             "token of the block with confidence > threshold, >= 1 per step)")
+    threshold: float = param(0.9, "confidence threshold of unmasking: threshold")
+    early_stop: bool = param(False, "rows with EOS among their committed tokens stop being decoded at the next block "
+                                    "(the rest of the completion is EOS)")
 
     def __post_init__(self) -> None:
+        check_engine_config(self, "train.rollout")
         if self.steps < 1:
             raise ValueError(f"train.rollout.steps must be >= 1, got {self.steps}")
         if self.temperature < 0:
@@ -126,7 +135,7 @@ class TrainConfig:
         resolved = {"redecode_earlier_masks": faithful, "gumbel_dtype": "model" if faithful else "float64"}
         unset = {k: v for k, v in resolved.items() if getattr(self.rollout, k) is None}
         if unset:  # the sampler's faithful flags follow the algorithm's mode unless set explicitly
-            object.__setattr__(self, "rollout", dataclasses.replace(self.rollout, **unset))
+            object.__setattr__(self, "rollout", dataclasses.replace(self.rollout, **unset))  # re-runs its checks
         for name in ("num_generations", "prompts_per_step", "grad_accum", "max_steps", "max_prompt_length",
                      "keep_checkpoints", "max_bad_steps", "chunk_size"):
             if getattr(self, name) < 1:

@@ -251,6 +251,8 @@ class Trainer:
                                remasking=cfg.rollout.remasking,
                                redecode_earlier_masks=cfg.rollout.redecode_earlier_masks,
                                gumbel_dtype=cfg.rollout.gumbel_dtype, keep_mode=cfg.algo.rollout_train_mode,
+                               cache=cfg.rollout.cache, unmasking=cfg.rollout.unmasking,
+                               threshold=cfg.rollout.threshold, early_stop=cfg.rollout.early_stop, eos_id=self.eos_id,
                                generator=_gen(cfg.seed, "rollout", r, gmb, c, device=acc.device))
                 ids_all.append((j, out, p_att[cs]))
         t_gen = time.perf_counter() - t0
