@@ -1,8 +1,10 @@
-"""`spg bench {decode,likelihood}`: time the fast paths against their baselines in one run.
+"""`spg bench {decode,likelihood,train-step}`: fast paths against their baselines, or against the measured peak.
 
     spg bench decode --batch-size 16 --gen-length 256 --block-length 32 --steps 128
     spg bench decode --vocab-size 126464
     spg bench likelihood
+    spg bench train-step --shape tiny                 # one SPG optimizer step: time, peak memory, MFU
+    spg bench train-step --shape llada-8b --batch 6 --prompt-length 200 --gen-length 256   # GPU
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import importlib
 BENCHMARKS = {
     "decode": ("spg_lib.bench.decode", "fast block sampler vs per-row reference sampler"),
     "likelihood": ("spg_lib.bench.likelihood", "chunked bound estimator vs full-softmax baseline"),
+    "train-step": ("spg_lib.bench.train_step", "one SPG optimizer step: time, peak memory, MFU vs matmul peak"),
 }
 
 
