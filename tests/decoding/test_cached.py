@@ -1,0 +1,216 @@
+"""The approximate rollout engine (spg_lib.decoding.cached): KV-cache modes, threshold unmasking, early stop,
+token-forward counts, fallback. Exactness is checked in float64 on the tiny LLaDA model (docs/decoding.md)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spg_lib.decoding import generate, generate_reference
+from spg_lib.models import LLaDAModelLM, init_tiny_model
+from spg_lib.models.capabilities import probe
+from spg_lib.tasks.evaluate import EvalConfig
+from spg_lib.training.config import RolloutConfig
+from tests.decoding.conftest import DoubleLM, left_padded
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LLaDAModelLM:
+    return init_tiny_model(seed=0).double()
+
+
+def _prompts(model: LLaDAModelLM, lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    cfg = model.config
+    special = {cfg.mask_token_id, cfg.eos_token_id, cfg.pad_token_id}
+    vocab = model.get_output_embeddings().weight.shape[0]
+    allowed = torch.tensor([v for v in range(vocab) if v not in special])
+    g = torch.Generator().manual_seed(seed)
+    P = max(lengths)
+    ids = torch.full((len(lengths), P), cfg.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(lengths), P), dtype=torch.long)
+    for r, n in enumerate(lengths):
+        ids[r, P - n :] = allowed[torch.randint(len(allowed), (n,), generator=g)]
+        mask[r, P - n :] = 1
+    return ids, mask
+
+
+def _kw(model, **over):
+    kw = {"gen_length": 12, "block_length": 4, "steps": 6, "mask_id": model.config.mask_token_id}
+    kw.update(over)
+    return kw
+
+
+def _record_logits(model, monkeypatch) -> list[torch.Tensor]:
+    """Every [N, V] logits tensor the sampler computes through the hidden-state head, in call order."""
+    seen: list[torch.Tensor] = []
+    original = model.logits_from_hidden
+
+    def recording(hidden, out=None):
+        logits = original(hidden, out=out)
+        seen.append(logits.detach().clone())
+        return logits
+
+    monkeypatch.setattr(model, "logits_from_hidden", recording)
+    return seen
+
+
+def test_cached_forward_equals_full_forward_with_a_fresh_cache(tiny) -> None:
+    assert probe(tiny).kv_cache
+    ids, mask = _prompts(tiny, [10, 6, 13])
+    T = ids.shape[1]
+    with torch.no_grad():
+        full = tiny.hidden_states(ids, mask)  # [B, T, D]
+        h, cache = tiny.hidden_states_kv(ids, mask, output_range=(7, 11))
+        assert torch.equal(h, full[:, 7:11])
+        prefix = tiny.hidden_states_cached(ids[:, 7:], cache, (7, T), output_range=(7, 11))
+        dual = tiny.hidden_states_cached(ids[:, 7:11], cache, (7, 11))
+        torch.testing.assert_close(prefix, full[:, 7:11], rtol=0, atol=1e-10)
+        torch.testing.assert_close(dual, full[:, 7:11], rtol=0, atol=1e-10)
+        # a stale cache (built on another canvas) is an approximation: the slice's values differ
+        other = ids.clone()
+        other[:, 11:] = tiny.config.mask_token_id
+        _, stale = tiny.hidden_states_kv(other, mask)
+        assert not torch.allclose(tiny.hidden_states_cached(ids[:, 7:11], stale, (7, 11)), full[:, 7:11])
+        with pytest.raises(ValueError, match="slice_range"):
+            tiny.hidden_states_cached(ids[:, 7:11], cache, (7, T + 1))
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_cache_none_is_the_exact_sampler(tiny, temperature) -> None:
+    ids, mask = _prompts(tiny, [7, 3, 9])
+    kw = _kw(tiny, temperature=temperature)
+    ref = generate_reference(tiny, ids, mask, **kw, generator=torch.Generator().manual_seed(3))
+    exact = generate(tiny, ids, mask, **kw, cache="none", generator=torch.Generator().manual_seed(3))
+    # the engine's own cache-none loop (early stop on, with an id the model never writes) draws the same stream
+    engine = generate(tiny, ids, mask, **kw, cache="none", early_stop=True, eos_id=tiny.config.mask_token_id,
+                      generator=torch.Generator().manual_seed(3))
+    assert torch.equal(exact, ref)
+    assert torch.equal(engine, ref)
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_refresh_every_step_gives_the_logits_and_tokens_of_none(tiny, cache, monkeypatch) -> None:
+    ids, mask = _prompts(tiny, [8, 5, 2], seed=1)
+    kw = _kw(tiny)
+    seen = _record_logits(tiny, monkeypatch)
+    none = generate(tiny, ids, mask, **kw)
+    none_logits = list(seen)
+    seen.clear()
+    cached = generate(tiny, ids, mask, **kw, cache=cache, refresh_every_step=True)
+    assert len(seen) == len(none_logits) == 6
+    for a, b in zip(seen, none_logits):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+    assert torch.equal(cached, none)
+    # without the refresh the cache is stale after step 0 of each block: different logits
+    seen.clear()
+    generate(tiny, ids, mask, **kw, cache=cache)
+    assert any(not torch.allclose(a, b) for a, b in zip(seen, none_logits))
+
+
+@pytest.mark.parametrize(
+    ("cache", "unmasking"), [("none", "schedule"), ("prefix", "schedule"), ("dual", "schedule"), ("dual", "threshold")]
+)
+def test_left_padded_rows_decode_as_alone(tiny, cache, unmasking) -> None:
+    ids, mask = _prompts(tiny, [9, 4, 6], seed=2)
+    kw = _kw(tiny, cache=cache, unmasking=unmasking, threshold=0.2)
+    batch = generate(tiny, ids, mask, **kw)
+    for r in range(ids.shape[0]):
+        n = int(mask[r].sum())
+        alone = generate(tiny, ids[r : r + 1, -n:], None, **kw)
+        assert torch.equal(batch[r, -(n + 12) :], alone[0])
+        assert torch.equal(batch[r, : ids.shape[1]], ids[r])
+
+
+def test_threshold_above_every_confidence_is_one_token_per_step(tiny) -> None:
+    ids, mask = _prompts(tiny, [6, 4], seed=4)
+    kw = _kw(tiny, steps=12)  # S_b = K = 4: the schedule reveals exactly one token per step
+    stats: dict = {}
+    thr = generate(tiny, ids, mask, **kw, cache="dual", unmasking="threshold", threshold=1.5, stats=stats)
+    sched = generate(tiny, ids, mask, **kw, cache="dual")
+    assert torch.equal(thr, sched)  # at least one (the most confident) per step, and no more
+    assert stats["steps"] == 12
+
+
+def test_threshold_commits_at_least_one_per_step_and_finishes_every_block(tiny, monkeypatch) -> None:
+    ids, mask = _prompts(tiny, [6, 8, 3], seed=5)
+    kw = _kw(tiny, steps=6)  # S_b = 2 < K = 4: the last step of a block commits what is left
+    seen = _record_logits(tiny, monkeypatch)
+    out = generate(tiny, ids, mask, **kw, cache="prefix", unmasking="threshold", threshold=0.99)
+    assert not bool((out == tiny.config.mask_token_id).any())
+    sizes = [t.shape[0] for t in seen]  # masked positions at each step: 12 at each block start, then fewer
+    assert sizes == [12, sizes[1], 12, sizes[3], 12, sizes[5]] and all(s <= 12 - 3 for s in sizes[1::2])
+    # threshold 0: every masked token exceeds it, each block is finished in one step
+    stats: dict = {}
+    one = generate(tiny, ids, mask, **kw, cache="none", unmasking="threshold", threshold=0.0, stats=stats)
+    assert stats["steps"] == 3 and not bool((one == tiny.config.mask_token_id).any())
+
+
+@pytest.mark.parametrize("cache", ["none", "dual"])
+def test_early_stop_never_changes_a_row_that_had_not_finished(tiny, cache) -> None:
+    ids, mask = _prompts(tiny, [5, 7, 3, 6], seed=6)
+    kw = _kw(tiny, gen_length=16, steps=8, cache=cache)
+    full = generate(tiny, ids, mask, **kw)
+    P, K = ids.shape[1], 4
+    comp = full[:, P:]
+    # "EOS" = a token the model writes often, so that some rows finish early and others do not
+    eos = int(comp[:, :8].flatten().mode().values)
+    plain: dict = {}
+    stopped: dict = {}
+    generate(tiny, ids, mask, **kw, stats=plain)
+    out = generate(tiny, ids, mask, **kw, early_stop=True, eos_id=eos, stats=stopped)
+    finished = 0
+    for r in range(ids.shape[0]):
+        hits = (comp[r] == eos).nonzero()
+        if not len(hits) or int(hits[0]) >= 12:  # no EOS before the last block: never stopped
+            assert torch.equal(out[r], full[r])
+            continue
+        block_end = (int(hits[0]) // K + 1) * K
+        assert torch.equal(out[r, : P + block_end], full[r, : P + block_end])
+        assert bool((out[r, P + block_end :] == eos).all())
+        finished += 1
+    assert finished >= 1
+    assert stopped["token_forwards"] < plain["token_forwards"]
+
+
+def test_token_forward_counts_follow_the_block_arithmetic(tiny) -> None:
+    B, P, L, K, S = 2, 5, 12, 4, 9  # 3 blocks of 3 steps
+    ids, _ = _prompts(tiny, [P] * B, seed=7)
+    T, NB, S_b = P + L, L // K, S // (L // K)
+    counts = {}
+    for cache in ("none", "prefix", "dual"):
+        stats: dict = {}
+        generate(tiny, ids, None, **_kw(tiny, steps=S), cache=cache, stats=stats)
+        counts[cache] = stats["token_forwards"]
+        assert stats["cache"] == cache and stats["steps"] == NB * S_b
+    assert counts["none"] == NB * S_b * B * T
+    assert counts["prefix"] == sum(B * (T + (S_b - 1) * (T - (P + b * K))) for b in range(NB))
+    assert counts["dual"] == NB * B * (T + (S_b - 1) * K)
+
+
+def test_model_without_the_capability_falls_back_to_none_with_a_warning() -> None:
+    model = DoubleLM()
+    assert not probe(model).kv_cache
+    ids, mask = left_padded([4, 2], seed=1)
+    kw = {"gen_length": 8, "block_length": 4, "steps": 4, "mask_id": model.config.mask_token_id}
+    stats: dict = {}
+    with pytest.warns(UserWarning, match="no KV-cache forward; decoding with cache none"):
+        out = generate(model, ids, mask, **kw, cache="dual", stats=stats)
+    assert stats["cache"] == "none"
+    assert torch.equal(out, generate(model, ids, mask, **kw))
+
+
+def test_bad_engine_arguments_and_settings_name_the_field(tiny) -> None:
+    ids, mask = _prompts(tiny, [3])
+    with pytest.raises(ValueError, match="cache must be one of"):
+        generate(tiny, ids, mask, **_kw(tiny), cache="full")
+    with pytest.raises(ValueError, match="cfg_scale"):
+        generate(tiny, ids, mask, **_kw(tiny), cache="dual", cfg_scale=1.0)
+    with pytest.raises(ValueError, match="remasking low_confidence"):
+        generate(tiny, ids, mask, **_kw(tiny), unmasking="threshold", remasking="random")
+    with pytest.raises(ValueError, match=r"train\.rollout\.unmasking"):
+        RolloutConfig(unmasking="fast")
+    with pytest.raises(ValueError, match=r"evaluate\.threshold"):
+        EvalConfig(threshold=1.5)
+    with pytest.raises(ValueError, match=r"evaluate\.cache.*redecode_earlier_masks"):
+        EvalConfig(mode="faithful", cache="prefix")
+    assert EvalConfig(mode="faithful", cache="prefix", redecode_earlier_masks=False).cache == "prefix"
