@@ -3,6 +3,8 @@ token-forward counts, fallback. Exactness is checked in float64 on the tiny LLaD
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from spg_lib.decoding import generate, generate_reference
 from spg_lib.models import LLaDAModelLM, init_tiny_model
 from spg_lib.models.capabilities import probe
 from spg_lib.tasks.evaluate import EvalConfig
-from spg_lib.training.config import RolloutConfig
+from spg_lib.training.config import LoRASettings, RolloutConfig
 from tests.decoding.conftest import DoubleLM, left_padded
 
 
@@ -214,3 +216,63 @@ def test_bad_engine_arguments_and_settings_name_the_field(tiny) -> None:
     with pytest.raises(ValueError, match=r"evaluate\.cache.*redecode_earlier_masks"):
         EvalConfig(mode="faithful", cache="prefix")
     assert EvalConfig(mode="faithful", cache="prefix", redecode_earlier_masks=False).cache == "prefix"
+
+
+class _EvalOnes:
+    """The evaluation side of a toy task (prompt, ground truth, score) for evaluate_model."""
+
+    name = "ones"
+
+    def prompt(self, example, style, evaluation=False):
+        return f"q{example['i']}"
+
+    def question(self, example):
+        return f"q{example['i']}"
+
+    def ground_truth(self, example):
+        return "1"
+
+    def score(self, text, truth, mode="fixed"):
+        from types import SimpleNamespace
+
+        hit = float(truth in text)
+        return SimpleNamespace(correct=hit, total=1.0, extracted=None, is_correct=bool(hit))
+
+
+def test_trainer_rollouts_and_evaluation_use_the_configured_engine(tmp_path, monkeypatch) -> None:
+    """train.rollout.* and evaluate.* reach the sampler (through a LoRA-wrapped model for the trainer)."""
+    import spg_lib.decoding.sampler as sampler_module
+    from spg_lib.models import build_tiny_tokenizer
+    from spg_lib.tasks.evaluate import evaluate_model
+    from spg_lib.training.run import wrap_lora
+    from spg_lib.training.trainer import Trainer
+    from tests.training.helpers import EXAMPLES, OnesTask, small_config  # the trainer tests' toy task
+
+    calls: list[dict] = []
+    original = sampler_module.generate_cached
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sampler_module, "generate_cached", recording)
+    rollout = RolloutConfig(steps=8, batch_size=4, temperature=1.0, cache="dual", unmasking="threshold",
+                            threshold=0.5, early_stop=True)
+    cfg = small_config("spg-mix", out_dir=str(tmp_path), max_steps=1,
+                       lora=LoRASettings(enabled=True, r=4, alpha=8, dropout=0.0), rollout=rollout)
+    model = wrap_lora(init_tiny_model(seed=0), cfg.lora)
+    assert probe(model).kv_cache  # the PEFT wrapper forwards the capability
+    tokenizer = build_tiny_tokenizer()
+    trainer = Trainer(cfg, model, tokenizer, EXAMPLES, OnesTask())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = trainer.train(progress=False)
+    assert not [w for w in caught if "KV-cache" in str(w.message)]
+    assert len(history) == 1 and calls
+    assert all(c["cache"] == "dual" and c["unmasking"] == "threshold" and c["threshold"] == 0.5
+               and c["early_stop"] and c["eos_id"] == tokenizer.eos_token_id for c in calls)
+    calls.clear()
+    ecfg = EvalConfig(gen_length=8, block_length=4, steps=4, cache="prefix", batch_size=2, prompt_style="compact",
+                      progress=False)
+    records, _ = evaluate_model(init_tiny_model(seed=0), tokenizer, _EvalOnes(), EXAMPLES[:2], ecfg)
+    assert len(records) == 2 and calls and all(c["cache"] == "prefix" for c in calls)
