@@ -17,7 +17,7 @@ RANK = {
     "io": 0, "progress": 0, "config": 1,
     "models": 2, "decoding": 3, "storage": 3, "algos": 4,
     "tasks": 5, "registry": 6, "training": 7,
-    "pipeline": 8, "bench": 8, "kubeflow": 8.5, "cli": 9, "__main__": 10, "__init__": 10,
+    "pipeline": 8, "bench": 8.5, "kubeflow": 8.5, "cli": 9, "__main__": 10, "__init__": 10,
 }
 
 

@@ -228,7 +228,10 @@ def evaluate_model(
     protocol = EvalProtocol(task=task.name, data_hash=examples_hash(examples), n=n, prompt_style=cfg.prompt_style,
                             mode=cfg.mode, gen_length=gen_length, block_length=cfg.block_length, steps=cfg.steps,
                             temperature=float(cfg.temperature), remasking=cfg.remasking,
-                            redecode_earlier_masks=bool(cfg.redecode_earlier_masks))
+                            redecode_earlier_masks=bool(cfg.redecode_earlier_masks), cache=cfg.cache,
+                            unmasking=cfg.unmasking,
+                            threshold=float(cfg.threshold) if cfg.unmasking == "threshold" else 0.0,
+                            early_stop=bool(cfg.early_stop))
     metrics = EvalMetrics(
         protocol=protocol,
         accuracy=100.0 * correct_sum / total_sum if total_sum else 0.0,

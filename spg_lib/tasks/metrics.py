@@ -110,6 +110,12 @@ class EvalProtocol:
     temperature: float
     remasking: Remasking
     redecode_earlier_masks: bool
+    # the rollout engine (docs/decoding.md, "Cache modes"): approximate settings make a different protocol;
+    # defaults = the exact sampler, so metrics.json files written before these fields read as exact
+    cache: str = "none"
+    unmasking: str = "schedule"
+    threshold: float = 0.0  # the confidence threshold with unmasking "threshold", else 0
+    early_stop: bool = False
 
     def __post_init__(self) -> None:
         for name, valid in (("prompt_style", PROMPT_STYLES), ("mode", MODES), ("remasking", REMASKING_MODES)):

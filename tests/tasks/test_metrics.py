@@ -30,7 +30,17 @@ METRICS = EvalMetrics(protocol=PROTOCOL, accuracy=37.5, exact_match=25.0, mean_c
 
 def test_protocol_keys_are_the_comparability_settings():
     assert PROTOCOL_KEYS == ("task", "data_hash", "n", "prompt_style", "mode", "gen_length", "block_length", "steps",
-                             "temperature", "remasking", "redecode_earlier_masks")
+                             "temperature", "remasking", "redecode_earlier_masks", "cache", "unmasking", "threshold",
+                             "early_stop")
+
+
+def test_an_approximate_engine_is_another_protocol_and_old_files_read_as_exact():
+    import dataclasses
+
+    fast = dataclasses.replace(PROTOCOL, cache="dual", unmasking="threshold", threshold=0.9)
+    assert set(PROTOCOL.differences(fast)) == {"cache", "unmasking", "threshold"}
+    old = {k: v for k, v in PROTOCOL.as_dict().items() if k not in ("cache", "unmasking", "threshold", "early_stop")}
+    assert EvalProtocol.from_dict(old, "old metrics.json") == PROTOCOL
 
 
 def test_metrics_file_round_trip(tmp_path):
