@@ -1,36 +1,45 @@
-"""`spg bench decode`: fast batched block sampler vs the per-row reference sampler, same prompts, τ = 0.
+"""`spg bench decode`: every decoding mode on the same prompts, against the per-row reference sampler, τ = 0.
 
-    spg bench decode                                   # tiny model, tiny tokenizer vocabulary
-    spg bench decode --vocab-size 126464               # LLaDA's vocabulary: the output head dominates
-    spg bench decode --ref-rows 16 --threads 2         # time the reference on every row
+    spg bench decode                                        # (a) random tiny model, batch 16, gen 256, block 32
+    spg bench decode --vocab-size 126464                    # (a) with LLaDA's vocabulary (the head dominates)
+    spg bench decode --checkpoint runs/train/final --config params.yaml     # (b) a trained model on its test set
 
-Builds the tiny LLaDA-architecture model (``spg_lib.models.init_tiny_model``), draws random prompts of varied
-lengths (left-padded), decodes them with :func:`spg_lib.decoding.generate` (all rows, one batch) and with
-:func:`spg_lib.decoding.generate_reference` (the first ``--ref-rows`` rows; the reference decodes each row on
-its own, so its time grows linearly with the number of rows and tokens/s measured on a subset is its
-throughput on the whole batch), checks that both give identical tokens on the compared rows and prints
-tokens/s of each. The last line is ``ratio: <fast tokens/s ÷ reference tokens/s>``. Exit status 1 when the
-outputs differ.
+Modes (one table, the same prompts): ``reference`` (the official per-row sampler, timed on ``--ref-rows``
+rows: its tokens/s on a subset is its tokens/s on the batch), ``exact`` (the fast exact sampler), ``prefix`` and
+``dual`` (block KV caches), ``dual+threshold`` (confidence-threshold unmasking) and ``dual+threshold+early-stop``.
+Columns: wall time, tokens/s and its ratio to the reference, model token-forwards per completion (counted by a
+hook on the input embedding: every position a forward processes) and how many times fewer than the reference,
+peak working memory (CUDA: allocator peak over the weights; CPU: peak RSS increase, sampled), and the share of
+tokens equal to the exact sampler's (in the working dtype). Setting (b) adds each mode's accuracy on the test
+split (``evaluate`` section of ``--config``: prompts, lengths, steps).
 
-What the ratio can be. Both samplers run the same network over the whole canvas at every step (LLaDA is
-bidirectional; no KV cache, identical tokens), so per decoded token they do nearly the same transformer work; the
-fast path saves what comes after it (last block and output head only on the still-masked positions of the
-current block, softmax/argmax only there, reused [N, V] buffers, no padding columns or mask where avoidable) plus
-what batching buys on the device. On one CPU thread batching buys nothing (the fast path runs cache-sized groups
-of rows), so with the tiny 103-token vocabulary, where the network is everything, the ratio is ~1.1 (the saved
-part of the last block); with LLaDA's 126464-token vocabulary the reference's output head and softmax over every
-canvas position dominate and the ratio is ~10-12 (measured: 1.11 and 11.75; the CPU-time ratio is printed too,
-wall-clock time on a shared machine also counts other jobs).
+Exactness: ``exact`` must equal ``reference`` token for token. With random float32 weights near-ties make a few
+tokens differ, so the agreement rate is reported in the working dtype and exactness is checked in float64
+(``--float64-check``, default on CPU); exit status 1 when the float64 check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import threading
 import time
+from pathlib import Path
+from typing import Any
+
+MODES: dict[str, dict[str, Any] | None] = {
+    "reference": None,
+    "exact": {"cache": "none"},
+    "prefix": {"cache": "prefix"},
+    "dual": {"cache": "dual"},
+    "dual+threshold": {"cache": "dual", "unmasking": "threshold"},
+    "dual+threshold+early-stop": {"cache": "dual", "unmasking": "threshold", "early_stop": True},
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=16, help="rows decoded by the fast sampler")
+    parser.add_argument("--batch-size", type=int, default=16, help="rows decoded by every batched mode")
     parser.add_argument("--gen-length", type=int, default=256)
     parser.add_argument("--block-length", type=int, default=32)
     parser.add_argument("--steps", type=int, default=128)
@@ -39,14 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prompt-length", type=int, default=64, help="longest prompt; others are 50-100%% of it")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model weights and the prompts")
-    parser.add_argument(
-        "--ref-rows",
-        type=int,
-        default=4,
-        help="rows decoded (and timed) by the slow reference; tokens/s is per decoded token either way",
-    )
+    parser.add_argument("--ref-rows", type=int, default=4,
+                        help="rows decoded (and timed) by the slow reference; tokens/s is per decoded token either way")
+    parser.add_argument("--threshold", type=float, default=0.9, help="confidence threshold of the threshold modes")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
+    parser.add_argument("--checkpoint", default=None,
+                        help="setting (b): a trained checkpoint, decoded on its task's test split with --config's "
+                             "evaluate section; accuracy is reported per mode")
+    parser.add_argument("--config", default="params.yaml", help="parameter file of setting (b)")
+    parser.add_argument("--limit", type=int, default=None, help="setting (b): first N test examples only")
+    parser.add_argument("--float64-check", choices=("auto", "yes", "no"), default="auto",
+                        help="check exact == reference in float64 on the reference rows (auto: on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the table as JSON")
 
 
 def _prompts(batch: int, max_len: int, vocab: int, special: set[int], seed: int):
@@ -65,76 +80,274 @@ def _prompts(batch: int, max_len: int, vocab: int, special: set[int], seed: int)
     return ids, mask, lengths
 
 
-def run(args: argparse.Namespace) -> int:
+class TokenForwards:
+    """Counts the positions every model forward processes (a hook on the input embedding)."""
+
+    def __init__(self, model: Any) -> None:
+        self.count = 0
+        self._handle = model.get_input_embeddings().register_forward_hook(self._hook)
+
+    def _hook(self, module: Any, inputs: tuple, output: Any) -> None:
+        self.count += int(inputs[0].numel())
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+class PeakMemory:
+    """Peak working memory of a block: CUDA allocator peak over the start, else sampled RSS increase (bytes)."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.peak = 0
+
+    def __enter__(self) -> PeakMemory:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+            return self
+        import psutil
+
+        self._proc = psutil.Process()
+        self._start = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._proc.memory_info().rss - self._start)
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self._start
+            return
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss - self._start)
+
+
+def _timed(device: Any, fn):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t0
+
+
+def _measure(model: Any, device: Any, fn) -> tuple[Any, float, int, int]:
+    """(output, seconds, token-forwards, peak bytes) of ``fn()``."""
+    counter = TokenForwards(model)
+    try:
+        with PeakMemory(device) as mem:
+            out, seconds = _timed(device, fn)
+    finally:
+        counter.close()
+    return out, seconds, counter.count, mem.peak
+
+
+def _print_table(rows: list[dict[str, Any]], with_accuracy: bool) -> None:
+    ref = next((r for r in rows if r["mode"] == "reference"), rows[0])
+    head = (f"| {'mode':27s} | {'time s':>8s} | {'tokens/s':>10s} | {'x ref':>6s} | {'fwd tok/compl':>13s} | "
+            f"{'x fewer':>7s} | {'peak MiB':>8s} | {'= exact':>7s} |" + (f" {'accuracy %':>10s} |" if with_accuracy
+                                                                          else ""))
+    print(head)
+    print("|" + "|".join("-" * (len(c) + 0) for c in head.split("|")[1:-1]) + "|")
+    for r in rows:
+        r["speedup"] = r["tokens_per_s"] / ref["tokens_per_s"]
+        r["fewer_forwards"] = ref["forwards_per_completion"] / max(r["forwards_per_completion"], 1e-9)
+        agree = "-" if r.get("agreement") is None else f"{100 * r['agreement']:.1f}%"
+        acc = f" {r['accuracy']:10.1f} |" if with_accuracy and r.get("accuracy") is not None else (
+            f" {'(= exact)':>10s} |" if with_accuracy else "")
+        print(f"| {r['mode']:27s} | {r['seconds']:8.2f} | {r['tokens_per_s']:10.1f} | {r['speedup']:6.2f} | "
+              f"{r['forwards_per_completion']:13.0f} | {r['fewer_forwards']:7.2f} | {r['peak_bytes'] / 2**20:8.1f} | "
+              f"{agree:>7s} |{acc}")
+
+
+def _modes(spec: str) -> list[str]:
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    bad = [m for m in names if m not in MODES]
+    if bad or not names:
+        raise ValueError(f"--modes: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(MODES)}")
+    if "reference" not in names:
+        names.insert(0, "reference")  # the baseline of every ratio
+    return names
+
+
+def _float64_exact(model: Any, ids, mask, kw: dict[str, Any]) -> bool:
+    """exact == reference on these rows with the model in float64 (no near-ties)."""
+    import copy
+
     import torch
 
     from spg_lib.decoding import generate, generate_reference
-    from spg_lib.models import init_tiny_model
+
+    m64 = copy.deepcopy(model).to(torch.float64)
+    return torch.equal(generate(m64, ids, mask, **kw), generate_reference(m64, ids, mask, **kw))
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.batch_size < 1 or args.ref_rows < 1:
         raise ValueError("--batch-size and --ref-rows must be >= 1")
-    ref_rows = min(args.ref_rows, args.batch_size)
+    if not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
+    modes = _modes(args.modes)
     device = torch.device(args.device)
+    rows = _run_checkpoint(args, modes, device) if args.checkpoint else _run_random(args, modes, device)
+    ok = all(r.get("exact_float64", True) for r in rows)
+    if args.json:
+        from spg_lib.io import atomic_write_json
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(Path(args.json), {"setting": "b" if args.checkpoint else "a", "rows": rows})
+    return 0 if ok else 1
+
+
+def _run_random(args: argparse.Namespace, modes: list[str], device: Any) -> list[dict[str, Any]]:
+    """Setting (a): the random-weight tiny model on random left-padded prompts."""
+    import torch
+
+    from spg_lib.decoding import generate, generate_reference
+    from spg_lib.models import init_tiny_model
+
     model = init_tiny_model(vocab_size=args.vocab_size, seed=args.seed).to(device).eval()
     cfg = model.config
     vocab = int(model.get_output_embeddings().weight.shape[0])
     special = {int(cfg.mask_token_id), int(cfg.eos_token_id), int(cfg.pad_token_id)}
     ids, mask, lengths = _prompts(args.batch_size, args.prompt_length, vocab, special, args.seed)
     ids, mask = ids.to(device), mask.to(device)
-    kw = {
-        "gen_length": args.gen_length,
-        "block_length": args.block_length,
-        "steps": args.steps,
-        "mask_id": int(cfg.mask_token_id),
-        "temperature": 0.0,
-    }
+    ref_rows = min(args.ref_rows, args.batch_size)
+    kw = {"gen_length": args.gen_length, "block_length": args.block_length, "steps": args.steps,
+          "mask_id": int(cfg.mask_token_id), "temperature": 0.0}
     n_params = sum(p.numel() for p in model.parameters())
-    nb = args.gen_length // args.block_length
-    print(
-        f"model: tiny LLaDA, {n_params / 1e6:.2f} M params, vocab {vocab}, device {device}, "
-        f"threads {torch.get_num_threads()}"
-    )
-    print(
-        f"decode: batch {args.batch_size}, prompts {int(lengths.min())}-{int(lengths.max())} tokens (left-padded), "
-        f"gen {args.gen_length}, block {args.block_length}, steps {args.steps} ({args.steps // max(nb, 1)}/block), "
-        "temperature 0"
-    )
-
-    def timed(fn, *a):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn(*a)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return out, time.perf_counter() - t0, time.process_time() - c0
-
-    # warm-up: one block, one step of each path
+    print(f"(a) model: tiny LLaDA (random weights), {n_params / 1e6:.2f} M params, vocab {vocab}, device {device}, "
+          f"{next(model.parameters()).dtype}, threads {torch.get_num_threads()}")
+    print(f"decode: batch {args.batch_size} (reference: {ref_rows} rows), prompts {int(lengths.min())}-"
+          f"{int(lengths.max())} tokens (left-padded), gen {args.gen_length}, block {args.block_length}, steps "
+          f"{args.steps}, temperature 0, threshold {args.threshold}")
     warm = {**kw, "gen_length": args.block_length, "steps": 1}
-    generate(model, ids[:2], mask[:2], **warm)
-    generate_reference(model, ids[:1], mask[:1], **warm)
+    out: list[dict[str, Any]] = []
+    exact_tokens = None
+    with torch.inference_mode():
+        for mode in modes:
+            opts = MODES[mode]
+            if opts is None:
+                generate_reference(model, ids[:1], mask[:1], **warm)
+                tokens, seconds, fwd, peak = _measure(
+                    model, device, lambda: generate_reference(model, ids[:ref_rows], mask[:ref_rows], **kw))
+                n = ref_rows
+            else:
+                extra = {**opts, "threshold": args.threshold, "eos_id": int(cfg.eos_token_id)}
+                generate(model, ids[:2], mask[:2], **warm, **extra)
+                tokens, seconds, fwd, peak = _measure(model, device, lambda e=extra: generate(model, ids, mask, **kw,
+                                                                                               **e))
+                n = args.batch_size
+            row = {"mode": mode, "rows": n, "seconds": seconds, "tokens_per_s": n * args.gen_length / seconds,
+                   "forwards_per_completion": fwd / n, "peak_bytes": peak}
+            if mode == "exact":
+                exact_tokens = tokens
+            out.append((row, tokens))
+    rows = []
+    ref_tokens = out[0][1]
+    for row, tokens in out:
+        if exact_tokens is not None and row["mode"] != "exact":
+            k = min(len(tokens), len(exact_tokens))
+            row["agreement"] = float((tokens[:k, -args.gen_length:] == exact_tokens[:k, -args.gen_length:])
+                                     .float().mean())
+        elif row["mode"] == "exact":
+            row["agreement"] = 1.0
+        rows.append(row)
+    if exact_tokens is not None:
+        ref_agree = float((exact_tokens[:ref_rows] == ref_tokens).float().mean())
+        check = args.float64_check == "yes" or (args.float64_check == "auto" and device.type == "cpu")
+        exact64 = _float64_exact(model, ids[:ref_rows], mask[:ref_rows], kw) if check else None
+        rows[0]["agreement"] = ref_agree
+        next(r for r in rows if r["mode"] == "exact")["exact_float64"] = bool(exact64) if check else True
+    _print_table(rows, with_accuracy=False)
+    if exact_tokens is not None:
+        print(f"exact vs reference: {100 * ref_agree:.2f}% of tokens equal in {next(model.parameters()).dtype}; "
+              f"float64: {'identical' if exact64 else 'NOT identical' if check else 'not checked'}")
+    return rows
 
-    fast, t_fast, c_fast = timed(lambda: generate(model, ids, mask, **kw))
-    ref, t_ref, c_ref = timed(lambda: generate_reference(model, ids[:ref_rows], mask[:ref_rows], **kw))
-    fast_tps = args.batch_size * args.gen_length / t_fast
-    ref_tps = ref_rows * args.gen_length / t_ref
-    same = torch.equal(fast[:ref_rows], ref)
-    # process CPU time is printed too: on a shared machine wall-clock time also counts other jobs' load
-    print(f"fast:      {t_fast:8.2f} s (cpu {c_fast:.2f} s) for {args.batch_size} rows -> {fast_tps:10.1f} tokens/s")
-    subset = (
-        ""
-        if ref_rows == args.batch_size
-        else (
-            f" (subset of {ref_rows}/{args.batch_size} rows: the reference decodes rows one by one, so its "
-            f"tokens/s on the subset is its tokens/s on the batch; the whole batch would take "
-            f"~{t_ref * args.batch_size / ref_rows:.1f} s)"
-        )
-    )
-    print(f"reference: {t_ref:8.2f} s (cpu {c_ref:.2f} s) for {ref_rows} rows -> {ref_tps:10.1f} tokens/s{subset}")
-    cpu_ratio = (args.batch_size / max(c_fast, 1e-9)) / (ref_rows / max(c_ref, 1e-9))
-    print(f"cpu-time ratio: {cpu_ratio:.2f}")
-    print(f"identical: {'yes' if same else 'NO'} ({ref_rows} rows compared)")
-    print(f"ratio: {fast_tps / ref_tps:.2f}")
-    return 0 if same else 1
+
+def _run_checkpoint(args: argparse.Namespace, modes: list[str], device: Any) -> list[dict[str, Any]]:
+    """Setting (b): a trained checkpoint on its task's test split, every mode with its accuracy."""
+    import torch
+
+    from spg_lib.decoding import generate, generate_reference
+    from spg_lib.models import load_model, load_tokenizer
+    from spg_lib.pipeline.config import load_pipeline_config
+    from spg_lib.tasks.evaluate import encode_prompts, evaluate_model
+    from spg_lib.tasks.registry import get_task
+
+    ev = load_pipeline_config(args.config).evaluate
+    task = get_task(ev.task)
+    examples = task.load_split(ev.data or task.default_source("test"), "test")[: args.limit]
+    model = load_model(args.checkpoint, device=device).eval()
+    tok = load_tokenizer(args.checkpoint)
+    ev = dataclasses.replace(ev, progress=False, threshold=args.threshold)
+    print(f"(b) model: {args.checkpoint}, task {task.name}, {len(examples)} test examples, evaluate section of "
+          f"{args.config}: gen {ev.gen_length}, block {ev.block_length}, steps {ev.steps}, batch {ev.batch_size}, "
+          f"prompts {ev.prompt_style}; device {device}, threads {torch.get_num_threads()}")
+    rows = []
+    exact_acc = None
+    for mode in modes:
+        opts = MODES[mode]
+        if opts is None:
+            continue
+        cfg = dataclasses.replace(ev, **{"cache": "none", "unmasking": "schedule", "early_stop": False, **opts})
+        (records, metrics), seconds, fwd, peak = _measure(model, device,
+                                                          lambda c=cfg: evaluate_model(model, tok, task, examples, c))
+        rows.append({"mode": mode, "rows": len(examples), "seconds": seconds,
+                     "tokens_per_s": len(examples) * ev.gen_length / seconds,
+                     "forwards_per_completion": fwd / len(examples), "peak_bytes": peak,
+                     "accuracy": metrics.accuracy, "exact_match": metrics.exact_match,
+                     "completions": [r["completion"] for r in records]})
+        if mode == "exact":
+            exact_acc = metrics.accuracy
+    # the reference on the first --ref-rows prompts (its tokens equal the exact sampler's: checked here)
+    enc = encode_prompts(tok, task, examples[: args.ref_rows], ev.prompt_style, ev.add_special_tokens)
+    width = max(len(e) for e in enc)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else int(model.config.pad_token_id)
+    ids = torch.full((len(enc), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(enc), width), dtype=torch.long)
+    for r, e in enumerate(enc):
+        ids[r, width - len(e):] = torch.tensor(e)
+        mask[r, width - len(e):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    kw = {"gen_length": ev.gen_length, "block_length": ev.block_length, "steps": ev.steps,
+          "mask_id": int(model.config.mask_token_id), "temperature": 0.0}
+    with torch.inference_mode():
+        ref, seconds, fwd, peak = _measure(model, device, lambda: generate_reference(model, ids, mask, **kw))
+        same = torch.equal(ref, generate(model, ids, mask, **kw))
+    rows.insert(0, {"mode": "reference", "rows": len(enc), "seconds": seconds,
+                    "tokens_per_s": len(enc) * ev.gen_length / seconds, "forwards_per_completion": fwd / len(enc),
+                    "peak_bytes": peak, "accuracy": None, "agreement": 1.0 if same else 0.0})
+    exact = next((r for r in rows if r["mode"] == "exact"), None)
+    for r in rows[1:]:
+        if exact is not None:
+            r["agreement"] = sum(a == b for a, b in zip(r["completions"], exact["completions"], strict=True)) / len(
+                examples)
+    _print_table(rows, with_accuracy=True)
+    print(f"reference = exact on {len(enc)} rows: {'yes' if same else 'NO'}; '= exact' here is the share of "
+          f"completions identical to the exact sampler's; accuracy of the reference = the exact sampler's "
+          f"({exact_acc if exact_acc is not None else 'n/a'})")
+    for r in rows:
+        r.pop("completions", None)
+    rows[1 if exact is not None else 0]["exact_float64"] = same
+    return [json.loads(json.dumps(r)) for r in rows]
