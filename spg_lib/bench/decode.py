@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="setting (b): first N test examples only")
     parser.add_argument("--float64-check", choices=("auto", "yes", "no"), default="auto",
                         help="check exact == reference in float64 on the reference rows (auto: on CPU)")
+    parser.add_argument("--shape", choices=("tiny", "llada-8b"), default="tiny",
+                        help="setting (a) model: tiny | llada-8b (the LLaDA-8B architecture, random weights, GPU)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float64"), default=None,
+                        help="model dtype (default: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the table as JSON")
@@ -225,7 +229,15 @@ def _run_random(args: argparse.Namespace, modes: list[str], device: Any) -> list
     from spg_lib.decoding import generate, generate_reference
     from spg_lib.models import init_tiny_model
 
-    model = init_tiny_model(vocab_size=args.vocab_size, seed=args.seed).to(device).eval()
+    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+    if args.shape == "llada-8b":
+        from spg_lib.bench.train_step import build_model, shape_config
+
+        if device.type != "cuda":
+            raise ValueError("--shape llada-8b decodes an 8B-parameter model: run it with --device cuda")
+        model = build_model(shape_config("llada-8b"), device, dtype, args.seed).eval()
+    else:
+        model = init_tiny_model(vocab_size=args.vocab_size, seed=args.seed).to(device=device, dtype=dtype).eval()
     cfg = model.config
     vocab = int(model.get_output_embeddings().weight.shape[0])
     special = {int(cfg.mask_token_id), int(cfg.eos_token_id), int(cfg.pad_token_id)}
@@ -235,8 +247,8 @@ def _run_random(args: argparse.Namespace, modes: list[str], device: Any) -> list
     kw = {"gen_length": args.gen_length, "block_length": args.block_length, "steps": args.steps,
           "mask_id": int(cfg.mask_token_id), "temperature": 0.0}
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"(a) model: tiny LLaDA (random weights), {n_params / 1e6:.2f} M params, vocab {vocab}, device {device}, "
-          f"{next(model.parameters()).dtype}, threads {torch.get_num_threads()}")
+    print(f"(a) model: {args.shape} LLaDA (random weights), {n_params / 1e6:.2f} M params, vocab {vocab}, "
+          f"device {device}, {next(model.parameters()).dtype}, threads {torch.get_num_threads()}")
     print(f"decode: batch {args.batch_size} (reference: {ref_rows} rows), prompts {int(lengths.min())}-"
           f"{int(lengths.max())} tokens (left-padded), gen {args.gen_length}, block {args.block_length}, steps "
           f"{args.steps}, temperature 0, threshold {args.threshold}")
