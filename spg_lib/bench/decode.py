@@ -56,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="setting (b): a trained checkpoint, decoded on its task's test split with --config's "
                              "evaluate section; accuracy is reported per mode")
     parser.add_argument("--config", default="params.yaml", help="parameter file of setting (b)")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="setting (b): dotted override of --config, e.g. evaluate.data=<test file>")
     parser.add_argument("--limit", type=int, default=None, help="setting (b): first N test examples only")
     parser.add_argument("--float64-check", choices=("auto", "yes", "no"), default="auto",
                         help="check exact == reference in float64 on the reference rows (auto: on CPU)")
@@ -307,7 +309,7 @@ def _run_checkpoint(args: argparse.Namespace, modes: list[str], device: Any) -> 
     from spg_lib.tasks.evaluate import encode_prompts, evaluate_model
     from spg_lib.tasks.registry import get_task
 
-    ev = load_pipeline_config(args.config).evaluate
+    ev = load_pipeline_config(args.config, args.override).evaluate
     task = get_task(ev.task)
     examples = task.load_split(ev.data or task.default_source("test"), "test")[: args.limit]
     model = load_model(args.checkpoint, device=device).eval()

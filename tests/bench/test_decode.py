@@ -31,6 +31,7 @@ def test_setting_b_reports_accuracy_per_mode(tmp_path, capsys):
     ckpt = fetch_checkpoint("builtin:tiny", tmp_path / "ckpt", write_builtin=save_model_dir)
     out = tmp_path / "b.json"
     rc = main(["bench", "decode", "--checkpoint", str(ckpt), "--config", "params.yaml", "--limit", "6",
+               "-o", "evaluate.data=data/benchmarks/sudoku_4x4_test_spg.csv",  # (data/sudoku is a DVC output)
                "--ref-rows", "2", "--modes", "exact,dual", "--json", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
