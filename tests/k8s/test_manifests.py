@@ -52,14 +52,11 @@ def _expand(value: str, env: dict[str, str]) -> str:
 
 def test_names_agree_with_the_launcher():
     """The runtime and volume the launcher (spg_lib/kubeflow/trainjob.py) references exist under these names."""
-    try:
-        from spg_lib.kubeflow import trainjob
-    except ImportError:  # the launcher not in this tree: the names stay the contract of k8s/README.md
-        trainjob = None
-    if trainjob is not None:
-        assert (trainjob.RUNTIME, trainjob.CHECKPOINT_PVC, trainjob.CHECKPOINT_MOUNT) == (
-            RUNTIME, CHECKPOINT_PVC, CHECKPOINT_MOUNT)
-        assert (trainjob.NODE_JOB, trainjob.NODE_CONTAINER) == ("node", "node")
+    from spg_lib.kubeflow import trainjob
+
+    assert (trainjob.RUNTIME, trainjob.CHECKPOINT_PVC, trainjob.CHECKPOINT_MOUNT) == (
+        RUNTIME, CHECKPOINT_PVC, CHECKPOINT_MOUNT)
+    assert (trainjob.NODE_JOB, trainjob.NODE_CONTAINER) == ("node", "node")
     for overlay in OVERLAYS:
         docs = rendered(overlay)
         find(docs, "TrainingRuntime", RUNTIME)
@@ -377,8 +374,6 @@ def test_cronjob_submits_one_run_at_a_time():
 def test_cronjob_arguments_are_accepted_by_spg_kfp_submit(tmp_path):
     """Run the CronJob's command line with the real CLI, without KFP_ENDPOINT: it must get past argument
     parsing (exit 2 naming KFP_ENDPOINT, the first thing it checks), not fail on the arguments themselves."""
-    if not (ROOT / "spg_lib" / "cli" / "kfp.py").exists():
-        pytest.skip("spg kfp is not in this tree")
     (container,) = _cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     args = [_expand(a, {"JOB_NAME": "spg-retrain-29000000"}) for a in container["args"]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFP_")}
