@@ -9,7 +9,7 @@ rows: its tokens/s on a subset is its tokens/s on the batch), ``exact`` (the fas
 ``dual`` (block KV caches), ``dual+threshold`` (confidence-threshold unmasking) and ``dual+threshold+early-stop``.
 Columns: wall time, tokens/s and its ratio to the reference, model token-forwards per completion (counted by a
 hook on the input embedding: every position a forward processes) and how many times fewer than the reference,
-peak working memory (CUDA: allocator peak over the weights; CPU: peak RSS increase, sampled), and the share of
+peak working memory (CUDA: allocator peak over the weights; CPU: increase of the RSS high-water mark), and the share of
 tokens equal to the exact sampler's (in the working dtype). Setting (b) adds each mode's accuracy on the test
 split (``evaluate`` section of ``--config``: prompts, lengths, steps).
 
@@ -23,10 +23,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from spg_lib.bench.memory import reset_cpu_peak, status_kib
 
 MODES: dict[str, dict[str, Any] | None] = {
     "reference": None,
@@ -101,11 +102,12 @@ class TokenForwards:
 
 
 class PeakMemory:
-    """Peak working memory of a block: CUDA allocator peak over the start, else sampled RSS increase (bytes)."""
+    """Peak working memory of a block (bytes): CUDA allocator peak over the start; on CPU the increase of the
+    process's RSS high-water mark (`spg_lib.bench.memory`), None where the kernel does not let it be reset."""
 
     def __init__(self, device: Any) -> None:
         self.device = device
-        self.peak = 0
+        self.peak: int | None = None
 
     def __enter__(self) -> PeakMemory:
         import torch
@@ -114,19 +116,10 @@ class PeakMemory:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
-            return self
-        import psutil
-
-        self._proc = psutil.Process()
-        self._start = self._proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        else:
+            self._reset = reset_cpu_peak()
+            self._start = status_kib("VmRSS") * 1024
         return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self._proc.memory_info().rss - self._start)
 
     def __exit__(self, *exc: Any) -> None:
         import torch
@@ -134,10 +127,8 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated(self.device) - self._start
-            return
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss - self._start)
+        elif self._reset:
+            self.peak = max(0, status_kib("VmHWM") * 1024 - self._start)
 
 
 def _timed(device: Any, fn):
@@ -176,8 +167,9 @@ def _print_table(rows: list[dict[str, Any]], with_accuracy: bool) -> None:
         agree = "-" if r.get("agreement") is None else f"{100 * r['agreement']:.1f}%"
         acc = f" {r['accuracy']:10.1f} |" if with_accuracy and r.get("accuracy") is not None else (
             f" {'(= exact)':>10s} |" if with_accuracy else "")
+        peak = "-" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**20:.1f}"
         print(f"| {r['mode']:27s} | {r['seconds']:8.2f} | {r['tokens_per_s']:10.1f} | {r['speedup']:6.2f} | "
-              f"{r['forwards_per_completion']:13.0f} | {r['fewer_forwards']:7.2f} | {r['peak_bytes'] / 2**20:8.1f} | "
+              f"{r['forwards_per_completion']:13.0f} | {r['fewer_forwards']:7.2f} | {peak:>8s} | "
               f"{agree:>7s} |{acc}")
 
 

@@ -31,6 +31,8 @@ import statistics
 import subprocess
 import sys
 
+from spg_lib.bench.memory import reset_cpu_peak, status_kib
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=6, help="sequences B per micro-batch (default 6)")
@@ -113,21 +115,7 @@ def _baseline_loss(model, noisy, ids, cmask, adv, *, prompt_len, mask_id, beta, 
 # --------------------------------------------------------------------------------------------------
 
 
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not found in /proc/self/status")
 
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -168,14 +156,14 @@ def _worker(args: argparse.Namespace) -> int:
     grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     model.zero_grad(set_to_none=True)
     gc.collect()
-    reset = _reset_peak()
-    base = _status_kib("VmRSS")
+    reset = reset_cpu_peak()
+    base = status_kib("VmRSS")
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     print(json.dumps({
         "variant": args.worker, "time_s": statistics.median(times), "peak_mib": max(peak - base, 0) / 1024,
         "peak_reset": reset, "loss": loss, "grad_norm": float(grad.norm()), "vocab": V, "d_model": cfg.d_model,

@@ -55,6 +55,7 @@ from typing import Any
 
 import torch
 
+from spg_lib.bench.memory import reset_cpu_peak, status_kib
 from spg_lib.io import InputError, atomic_write_text
 from spg_lib.models.configuration_llada import LLaDAConfig
 
@@ -243,21 +244,7 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, sizes: list[int], seed
     return out
 
 
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not found in /proc/self/status")
 
-
-def _reset_cpu_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def build_model(cfg: LLaDAConfig, device: torch.device, dtype: torch.dtype, seed: int) -> torch.nn.Module:
@@ -368,8 +355,8 @@ def _timed_phase(name: str, fn, *, steps: int, warmup: int, device: torch.device
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
     else:
-        _reset_cpu_peak()
-        before = _status_kib("VmRSS") * 1024
+        reset_cpu_peak()
+        before = status_kib("VmRSS") * 1024
     times = []
     for _ in range(steps):
         _sync(device)
@@ -377,7 +364,7 @@ def _timed_phase(name: str, fn, *, steps: int, warmup: int, device: torch.device
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _status_kib("VmHWM") * 1024
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else status_kib("VmHWM") * 1024
     return Phase(name, times, peak, before)
 
 
