@@ -86,3 +86,19 @@ def left_padded(lengths: list[int], seed: int = 0, vocab: int = VOCAB) -> tuple[
 @pytest.fixture
 def model() -> DoubleLM:
     return DoubleLM()
+
+
+def model_prompts(model, lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded random prompts of ``lengths`` for a LLaDA model (its special tokens excluded)."""
+    cfg = model.config
+    special = {cfg.mask_token_id, cfg.eos_token_id, cfg.pad_token_id}
+    vocab = model.get_output_embeddings().weight.shape[0]
+    allowed = torch.tensor([v for v in range(vocab) if v not in special])
+    g = torch.Generator().manual_seed(seed)
+    P = max(lengths)
+    ids = torch.full((len(lengths), P), cfg.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(lengths), P), dtype=torch.long)
+    for r, n in enumerate(lengths):
+        ids[r, P - n :] = allowed[torch.randint(len(allowed), (n,), generator=g)]
+        mask[r, P - n :] = 1
+    return ids, mask

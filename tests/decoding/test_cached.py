@@ -13,7 +13,7 @@ from spg_lib.models import LLaDAModelLM, init_tiny_model
 from spg_lib.models.capabilities import probe
 from spg_lib.tasks.evaluate import EvalConfig
 from spg_lib.training.config import LoRASettings, RolloutConfig
-from tests.decoding.conftest import DoubleLM, left_padded
+from tests.decoding.conftest import DoubleLM, left_padded, model_prompts
 
 
 @pytest.fixture(scope="module")
@@ -21,19 +21,6 @@ def tiny() -> LLaDAModelLM:
     return init_tiny_model(seed=0).double()
 
 
-def _prompts(model: LLaDAModelLM, lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    cfg = model.config
-    special = {cfg.mask_token_id, cfg.eos_token_id, cfg.pad_token_id}
-    vocab = model.get_output_embeddings().weight.shape[0]
-    allowed = torch.tensor([v for v in range(vocab) if v not in special])
-    g = torch.Generator().manual_seed(seed)
-    P = max(lengths)
-    ids = torch.full((len(lengths), P), cfg.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(lengths), P), dtype=torch.long)
-    for r, n in enumerate(lengths):
-        ids[r, P - n :] = allowed[torch.randint(len(allowed), (n,), generator=g)]
-        mask[r, P - n :] = 1
-    return ids, mask
 
 
 def _kw(model, **over):
@@ -58,7 +45,7 @@ def _record_logits(model, monkeypatch) -> list[torch.Tensor]:
 
 def test_cached_forward_equals_full_forward_with_a_fresh_cache(tiny) -> None:
     assert probe(tiny).kv_cache
-    ids, mask = _prompts(tiny, [10, 6, 13])
+    ids, mask = model_prompts(tiny, [10, 6, 13])
     T = ids.shape[1]
     with torch.no_grad():
         full = tiny.hidden_states(ids, mask)  # [B, T, D]
@@ -79,7 +66,7 @@ def test_cached_forward_equals_full_forward_with_a_fresh_cache(tiny) -> None:
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_cache_none_is_the_exact_sampler(tiny, temperature) -> None:
-    ids, mask = _prompts(tiny, [7, 3, 9])
+    ids, mask = model_prompts(tiny, [7, 3, 9])
     kw = _kw(tiny, temperature=temperature)
     ref = generate_reference(tiny, ids, mask, **kw, generator=torch.Generator().manual_seed(3))
     exact = generate(tiny, ids, mask, **kw, cache="none", generator=torch.Generator().manual_seed(3))
@@ -92,7 +79,7 @@ def test_cache_none_is_the_exact_sampler(tiny, temperature) -> None:
 
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 def test_refresh_every_step_gives_the_logits_and_tokens_of_none(tiny, cache, monkeypatch) -> None:
-    ids, mask = _prompts(tiny, [8, 5, 2], seed=1)
+    ids, mask = model_prompts(tiny, [8, 5, 2], seed=1)
     kw = _kw(tiny)
     seen = _record_logits(tiny, monkeypatch)
     none = generate(tiny, ids, mask, **kw)
@@ -113,7 +100,7 @@ def test_refresh_every_step_gives_the_logits_and_tokens_of_none(tiny, cache, mon
     ("cache", "unmasking"), [("none", "schedule"), ("prefix", "schedule"), ("dual", "schedule"), ("dual", "threshold")]
 )
 def test_left_padded_rows_decode_as_alone(tiny, cache, unmasking) -> None:
-    ids, mask = _prompts(tiny, [9, 4, 6], seed=2)
+    ids, mask = model_prompts(tiny, [9, 4, 6], seed=2)
     kw = _kw(tiny, cache=cache, unmasking=unmasking, threshold=0.2)
     batch = generate(tiny, ids, mask, **kw)
     for r in range(ids.shape[0]):
@@ -124,7 +111,7 @@ def test_left_padded_rows_decode_as_alone(tiny, cache, unmasking) -> None:
 
 
 def test_threshold_above_every_confidence_is_one_token_per_step(tiny) -> None:
-    ids, mask = _prompts(tiny, [6, 4], seed=4)
+    ids, mask = model_prompts(tiny, [6, 4], seed=4)
     kw = _kw(tiny, steps=12)  # S_b = K = 4: the schedule reveals exactly one token per step
     stats: dict = {}
     thr = generate(tiny, ids, mask, **kw, cache="dual", unmasking="threshold", threshold=1.5, stats=stats)
@@ -134,7 +121,7 @@ def test_threshold_above_every_confidence_is_one_token_per_step(tiny) -> None:
 
 
 def test_threshold_commits_at_least_one_per_step_and_finishes_every_block(tiny, monkeypatch) -> None:
-    ids, mask = _prompts(tiny, [6, 8, 3], seed=5)
+    ids, mask = model_prompts(tiny, [6, 8, 3], seed=5)
     kw = _kw(tiny, steps=6)  # S_b = 2 < K = 4: the last step of a block commits what is left
     seen = _record_logits(tiny, monkeypatch)
     out = generate(tiny, ids, mask, **kw, cache="prefix", unmasking="threshold", threshold=0.99)
@@ -149,7 +136,7 @@ def test_threshold_commits_at_least_one_per_step_and_finishes_every_block(tiny, 
 
 @pytest.mark.parametrize("cache", ["none", "dual"])
 def test_early_stop_never_changes_a_row_that_had_not_finished(tiny, cache) -> None:
-    ids, mask = _prompts(tiny, [5, 7, 3, 6], seed=6)
+    ids, mask = model_prompts(tiny, [5, 7, 3, 6], seed=6)
     kw = _kw(tiny, gen_length=16, steps=8, cache=cache)
     full = generate(tiny, ids, mask, **kw)
     P, K = ids.shape[1], 4
@@ -176,7 +163,7 @@ def test_early_stop_never_changes_a_row_that_had_not_finished(tiny, cache) -> No
 
 def test_token_forward_counts_follow_the_block_arithmetic(tiny) -> None:
     B, P, L, K, S = 2, 5, 12, 4, 9  # 3 blocks of 3 steps
-    ids, _ = _prompts(tiny, [P] * B, seed=7)
+    ids, _ = model_prompts(tiny, [P] * B, seed=7)
     T, NB, S_b = P + L, L // K, S // (L // K)
     counts = {}
     for cache in ("none", "prefix", "dual"):
@@ -202,7 +189,7 @@ def test_model_without_the_capability_falls_back_to_none_with_a_warning() -> Non
 
 
 def test_bad_engine_arguments_and_settings_name_the_field(tiny) -> None:
-    ids, mask = _prompts(tiny, [3])
+    ids, mask = model_prompts(tiny, [3])
     with pytest.raises(ValueError, match="cache must be one of"):
         generate(tiny, ids, mask, **_kw(tiny), cache="full")
     with pytest.raises(ValueError, match="cfg_scale"):

@@ -8,6 +8,7 @@ import torch
 from spg_lib.decoding import completion_mask, generate, generate_reference
 from spg_lib.decoding._common import supports_hidden_head, supports_logits_range
 from spg_lib.models import LLaDAModelLM, init_tiny_model
+from tests.decoding.conftest import model_prompts
 
 
 @pytest.fixture(scope="module")
@@ -15,19 +16,6 @@ def tiny() -> LLaDAModelLM:
     return init_tiny_model(seed=0)
 
 
-def _prompts(model: LLaDAModelLM, lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    cfg = model.config
-    special = {cfg.mask_token_id, cfg.eos_token_id, cfg.pad_token_id}
-    vocab = model.get_output_embeddings().weight.shape[0]
-    allowed = torch.tensor([v for v in range(vocab) if v not in special])
-    g = torch.Generator().manual_seed(seed)
-    P = max(lengths)
-    ids = torch.full((len(lengths), P), cfg.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(lengths), P), dtype=torch.long)
-    for r, n in enumerate(lengths):
-        ids[r, P - n :] = allowed[torch.randint(len(allowed), (n,), generator=g)]
-        mask[r, P - n :] = 1
-    return ids, mask
 
 
 @pytest.mark.parametrize(
@@ -36,7 +24,7 @@ def _prompts(model: LLaDAModelLM, lengths: list[int], seed: int = 0) -> tuple[to
 )
 def test_fast_equals_reference_on_tiny_model(tiny, temperature, remasking, cfg_scale) -> None:
     assert supports_logits_range(tiny)
-    ids, mask = _prompts(tiny, [6, 3, 9])
+    ids, mask = model_prompts(tiny, [6, 3, 9])
     kw = {
         "gen_length": 8,
         "block_length": 4,
@@ -57,7 +45,7 @@ def test_fast_equals_reference_on_tiny_model(tiny, temperature, remasking, cfg_s
 
 
 def test_tiny_model_mode_restored_and_completion_mask(tiny) -> None:
-    ids, mask = _prompts(tiny, [4, 5], seed=3)
+    ids, mask = model_prompts(tiny, [4, 5], seed=3)
     tiny.train()
     try:
         out = generate(tiny, ids, mask, gen_length=8, block_length=8, steps=8, mask_id=tiny.config.mask_token_id)
@@ -87,7 +75,7 @@ class _RangeOnly(torch.nn.Module):
 )
 def test_hidden_head_path_equals_logits_range_path(tiny, temperature, remasking, cfg_scale) -> None:
     assert supports_hidden_head(tiny) and not supports_hidden_head(_RangeOnly(tiny))
-    ids, mask = _prompts(tiny, [7, 2, 5, 7], seed=4)
+    ids, mask = model_prompts(tiny, [7, 2, 5, 7], seed=4)
     kw = {
         "gen_length": 12,
         "block_length": 4,
@@ -104,7 +92,7 @@ def test_hidden_head_path_equals_logits_range_path(tiny, temperature, remasking,
 
 def test_tiny_model_padded_rows_decode_as_unpadded_rows(tiny) -> None:
     lengths = [6, 3, 6, 3]
-    ids, mask = _prompts(tiny, lengths, seed=7)
+    ids, mask = model_prompts(tiny, lengths, seed=7)
     kw = {"gen_length": 8, "block_length": 4, "steps": 8, "mask_id": tiny.config.mask_token_id}
     padded = generate(tiny, ids, mask, **kw)
     for n in (3, 6):
@@ -115,7 +103,7 @@ def test_tiny_model_padded_rows_decode_as_unpadded_rows(tiny) -> None:
 
 
 def test_tiny_model_more_steps_than_block_tokens(tiny) -> None:
-    ids, mask = _prompts(tiny, [4, 2], seed=2)
+    ids, mask = model_prompts(tiny, [4, 2], seed=2)
     kw = {"gen_length": 4, "block_length": 2, "steps": 8, "mask_id": tiny.config.mask_token_id, "temperature": 1.0}
     fast = generate(tiny, ids, mask, **kw, generator=torch.Generator().manual_seed(3))
     ref = generate_reference(tiny, ids, mask, **kw, generator=torch.Generator().manual_seed(3))
