@@ -12,12 +12,15 @@ def train_spg(config: str, mlflow_run_id: str, job_id: str, dataset: Input[Datas
     import tempfile
     from pathlib import Path
 
+    import torch
+
     from spg_lib.pipeline import stages
     from spg_lib.pipeline.config import parse_pipeline_config
     from spg_lib.registry.pipeline_run import log_run_metrics, pipeline_step
 
     cfg = parse_pipeline_config(config)
     scratch = os.environ.get("SPG_SCRATCH", tempfile.gettempdir())
+    torch.manual_seed(cfg.train.seed)  # dropout's global RNG, seeded at the entry point as `spg train` does
     with pipeline_step(mlflow_run_id, "train"):
         base_dir = stages.model_dir_of(base_model.metadata, base_model.path, scratch)
         if cfg.kfp.nodes > 1:

@@ -179,12 +179,9 @@ def run_training(cfg: PipelineConfig, dataset_dir: str | Path, base_model_dir: s
     start = time.perf_counter()
     if cfg.kfp.gpus > 1:
         _launch_multi_gpu(cfg, out, resume, accelerate_config)
-    else:
-        import torch
-
+    else:  # (the caller, an entry point, seeds the global RNG that dropout uses, as `spg train` does)
         from spg_lib.training.run import run_train
 
-        torch.manual_seed(cfg.train.seed)  # dropout's global RNG, as `spg train` (restored on resume)
         run_train(cfg.train, resume=resume, progress=progress)
     final = out / "final"
     if not (final / "config.json").is_file() and not (final / "adapter_config.json").is_file():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
@@ -172,6 +173,7 @@ def test_killed_training_retries_and_resumes_exactly(services, tmp_path):
     cfg = resolve_config(PARAMS, SHRUNK, {"checkpoint_root": str(ckpt), "experiment": s["experiment"]})
     base_meta = _artifact_meta(_outputs(result, "base-checkpoint"), "model")
     base_dir = model_dir_of(base_meta, arts["base-checkpoint"]["model"], tmp_path)
+    torch.manual_seed(cfg.train.seed)  # as the component (an entry point) does
     ref = run_training(cfg, arts["prepare-dataset"]["dataset"], base_dir, tmp_path / "reference")
     assert ref["resumed"] is False
     resumed = load_file(str(run_dir / "train" / "final" / "model.safetensors"))
