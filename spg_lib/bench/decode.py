@@ -9,7 +9,9 @@ rows: its tokens/s on a subset is its tokens/s on the batch), ``exact`` (the fas
 ``dual`` (block KV caches), ``dual+threshold`` (confidence-threshold unmasking) and ``dual+threshold+early-stop``.
 Columns: wall time, tokens/s and its ratio to the reference, model token-forwards per completion (counted by a
 hook on the input embedding: every position a forward processes) and how many times fewer than the reference,
-peak working memory (CUDA: allocator peak over the weights; CPU: increase of the RSS high-water mark), and the share of
+peak working memory (CUDA: allocator peak over the weights; CPU: live-tensor peak, see ``_measure``), the same per
+row decoded at once (the reference decodes one row at a time, the other modes the whole batch; activations grow
+linearly with the rows, so per row is the fair comparison) and its ratio to the reference's, and the share of
 tokens equal to the exact sampler's (in the working dtype). Setting (b) adds each mode's accuracy on the test
 split (``evaluate`` section of ``--config``: prompts, lengths, steps).
 
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spg_lib.bench.memory import reset_cpu_peak, status_kib
+from spg_lib.bench.memory import TensorMemoryPeak
 
 MODES: dict[str, dict[str, Any] | None] = {
     "reference": None,
@@ -101,76 +103,69 @@ class TokenForwards:
         self._handle.remove()
 
 
-class PeakMemory:
-    """Peak working memory of a block (bytes): CUDA allocator peak over the start; on CPU the increase of the
-    process's RSS high-water mark (`spg_lib.bench.memory`), None where the kernel does not let it be reset."""
-
-    def __init__(self, device: Any) -> None:
-        self.device = device
-        self.peak: int | None = None
-
-    def __enter__(self) -> PeakMemory:
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start = torch.cuda.memory_allocated(self.device)
-        else:
-            self._reset = reset_cpu_peak()
-            self._start = status_kib("VmRSS") * 1024
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated(self.device) - self._start
-        elif self._reset:
-            self.peak = max(0, status_kib("VmHWM") * 1024 - self._start)
-
-
-def _timed(device: Any, fn):
+def _timed(device: Any, fn) -> tuple[Any, float, int | None]:
+    """(output, seconds, CUDA allocator peak over the start or None on CPU) of ``fn()``."""
     import torch
 
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
     t0 = time.perf_counter()
     out = fn()
-    if device.type == "cuda":
+    if cuda:
         torch.cuda.synchronize()
-    return out, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    return out, seconds, (torch.cuda.max_memory_allocated(device) - start) if cuda else None
 
 
 def _measure(model: Any, device: Any, fn) -> tuple[Any, float, int, int]:
-    """(output, seconds, token-forwards, peak bytes) of ``fn()``."""
+    """(output, seconds, token-forwards, peak working bytes) of ``fn()``.
+
+    Peak working memory: on CUDA the allocator peak over the start, in the timed run; on CPU the live-tensor
+    peak (:class:`spg_lib.bench.memory.TensorMemoryPeak`) of a second, untimed run of ``fn`` (the same work:
+    τ = 0), because tracking every op would distort the time."""
     counter = TokenForwards(model)
     try:
-        with PeakMemory(device) as mem:
-            out, seconds = _timed(device, fn)
+        out, seconds, peak = _timed(device, fn)
     finally:
         counter.close()
-    return out, seconds, counter.count, mem.peak
+    if peak is None:
+        with TensorMemoryPeak() as mem:
+            fn()
+        peak = mem.peak
+    return out, seconds, counter.count, peak
 
 
 def _print_table(rows: list[dict[str, Any]], with_accuracy: bool) -> None:
     ref = next((r for r in rows if r["mode"] == "reference"), rows[0])
-    head = (f"| {'mode':27s} | {'time s':>8s} | {'tokens/s':>10s} | {'x ref':>6s} | {'fwd tok/compl':>13s} | "
-            f"{'x fewer':>7s} | {'peak MiB':>8s} | {'= exact':>7s} |" + (f" {'accuracy %':>10s} |" if with_accuracy
-                                                                          else ""))
-    print(head)
-    print("|" + "|".join("-" * (len(c) + 0) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
         r["speedup"] = r["tokens_per_s"] / ref["tokens_per_s"]
         r["fewer_forwards"] = ref["forwards_per_completion"] / max(r["forwards_per_completion"], 1e-9)
-        agree = "-" if r.get("agreement") is None else f"{100 * r['agreement']:.1f}%"
-        acc = f" {r['accuracy']:10.1f} |" if with_accuracy and r.get("accuracy") is not None else (
-            f" {'(= exact)':>10s} |" if with_accuracy else "")
-        peak = "-" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**20:.1f}"
-        print(f"| {r['mode']:27s} | {r['seconds']:8.2f} | {r['tokens_per_s']:10.1f} | {r['speedup']:6.2f} | "
-              f"{r['forwards_per_completion']:13.0f} | {r['fewer_forwards']:7.2f} | {peak:>8s} | "
-              f"{agree:>7s} |{acc}")
+        r["peak_bytes_per_row"] = None if r["peak_bytes"] is None else r["peak_bytes"] / r["concurrent_rows"]
+    ref_row = ref["peak_bytes_per_row"]
+    for r in rows:
+        per_row = r["peak_bytes_per_row"]
+        r["memory_vs_ref"] = None if per_row is None or not ref_row else per_row / ref_row
+    cols = [("mode", 27), ("time s", 8), ("tokens/s", 10), ("x ref", 6), ("fwd tok/compl", 13), ("x fewer", 7),
+            ("peak MiB", 8), ("MiB/row", 8), ("mem/row x ref", 13), ("= exact", 7)] + (
+        [("accuracy %", 10)] if with_accuracy else [])
+    print("| " + " | ".join(f"{n:27s}" if w == 27 else f"{n:>{w}s}" for n, w in cols) + " |")
+    print("|" + "|".join("-" * (w + 2) for _, w in cols) + "|")
+
+    def mib(v: float | None) -> str:
+        return "-" if v is None else f"{v / 2**20:.1f}"
+
+    for r in rows:
+        cells = [r["mode"], f"{r['seconds']:.2f}", f"{r['tokens_per_s']:.1f}", f"{r['speedup']:.2f}",
+                 f"{r['forwards_per_completion']:.0f}", f"{r['fewer_forwards']:.2f}", mib(r["peak_bytes"]),
+                 mib(r["peak_bytes_per_row"]), "-" if r["memory_vs_ref"] is None else f"{r['memory_vs_ref']:.2f}",
+                 "-" if r.get("agreement") is None else f"{100 * r['agreement']:.1f}%"]
+        if with_accuracy:
+            cells.append(f"{r['accuracy']:.1f}" if r.get("accuracy") is not None else "(= exact)")
+        print("| " + " | ".join(f"{c:27s}" if w == 27 else f"{c:>{w}s}" for c, (_, w) in zip(cells, cols,
+                                                                                              strict=True)) + " |")
 
 
 def _modes(spec: str) -> list[str]:
@@ -263,8 +258,9 @@ def _run_random(args: argparse.Namespace, modes: list[str], device: Any) -> list
                 tokens, seconds, fwd, peak = _measure(model, device, lambda e=extra: generate(model, ids, mask, **kw,
                                                                                                **e))
                 n = args.batch_size
-            row = {"mode": mode, "rows": n, "seconds": seconds, "tokens_per_s": n * args.gen_length / seconds,
-                   "forwards_per_completion": fwd / n, "peak_bytes": peak}
+            row = {"mode": mode, "rows": n, "concurrent_rows": 1 if opts is None else n, "seconds": seconds,
+                   "tokens_per_s": n * args.gen_length / seconds, "forwards_per_completion": fwd / n,
+                   "peak_bytes": peak}
             if mode == "exact":
                 exact_tokens = tokens
             out.append((row, tokens))
@@ -319,7 +315,8 @@ def _run_checkpoint(args: argparse.Namespace, modes: list[str], device: Any) -> 
         cfg = dataclasses.replace(ev, **{"cache": "none", "unmasking": "schedule", "early_stop": False, **opts})
         (records, metrics), seconds, fwd, peak = _measure(model, device,
                                                           lambda c=cfg: evaluate_model(model, tok, task, examples, c))
-        rows.append({"mode": mode, "rows": len(examples), "seconds": seconds,
+        rows.append({"mode": mode, "rows": len(examples), "concurrent_rows": min(ev.batch_size, len(examples)),
+                     "seconds": seconds,
                      "tokens_per_s": len(examples) * ev.gen_length / seconds,
                      "forwards_per_completion": fwd / len(examples), "peak_bytes": peak,
                      "accuracy": metrics.accuracy, "exact_match": metrics.exact_match,
@@ -341,7 +338,7 @@ def _run_checkpoint(args: argparse.Namespace, modes: list[str], device: Any) -> 
     with torch.inference_mode():
         ref, seconds, fwd, peak = _measure(model, device, lambda: generate_reference(model, ids, mask, **kw))
         same = torch.equal(ref, generate(model, ids, mask, **kw))
-    rows.insert(0, {"mode": "reference", "rows": len(enc), "seconds": seconds,
+    rows.insert(0, {"mode": "reference", "rows": len(enc), "concurrent_rows": 1, "seconds": seconds,
                     "tokens_per_s": len(enc) * ev.gen_length / seconds, "forwards_per_completion": fwd / len(enc),
                     "peak_bytes": peak, "accuracy": None, "agreement": 1.0 if same else 0.0})
     exact = next((r for r in rows if r["mode"] == "exact"), None)
