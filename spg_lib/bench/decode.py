@@ -38,7 +38,11 @@ MODES: dict[str, dict[str, Any] | None] = {
     "dual": {"cache": "dual"},
     "dual+threshold": {"cache": "dual", "unmasking": "threshold"},
     "dual+threshold+early-stop": {"cache": "dual", "unmasking": "threshold", "early_stop": True},
+    "dual+compile": {"cache": "dual", "compile": True},
+    "dual+threshold+early-stop+compile": {"cache": "dual", "unmasking": "threshold", "early_stop": True,
+                                          "compile": True},
 }
+COMPILED_MODES = tuple(m for m, o in MODES.items() if o and o.get("compile"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ref-rows", type=int, default=4,
                         help="rows decoded (and timed) by the slow reference; tokens/s is per decoded token either way")
     parser.add_argument("--threshold", type=float, default=0.9, help="confidence threshold of the threshold modes")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
+    parser.add_argument("--modes", default=",".join(m for m in MODES if m not in COMPILED_MODES),
+                        help=f"comma-separated subset of {', '.join(MODES)} (default: all but the compiled ones)")
+    parser.add_argument("--compile", action="store_true",
+                        help=f"also run {', '.join(COMPILED_MODES)} (torch.compile'd cache forwards; the compilation "
+                             "happens in an untimed warm-up whose time is printed)")
     parser.add_argument("--checkpoint", default=None,
                         help="setting (b): a trained checkpoint, decoded on its task's test split with --config's "
                              "evaluate section; accuracy is reported per mode")
@@ -120,22 +128,31 @@ def _timed(device: Any, fn) -> tuple[Any, float, int | None]:
     return out, seconds, (torch.cuda.max_memory_allocated(device) - start) if cuda else None
 
 
-def _measure(model: Any, device: Any, fn) -> tuple[Any, float, int, int]:
-    """(output, seconds, token-forwards, peak working bytes) of ``fn()``.
+def _measure(model: Any, device: Any, fn, hook: bool = False, compiled: bool = False
+             ) -> tuple[Any, float, int, int | None]:
+    """(output, seconds, token-forwards, peak working bytes) of ``fn(stats)``.
 
-    Peak working memory: on CUDA the allocator peak over the start, in the timed run; on CPU the live-tensor
-    peak (:class:`spg_lib.bench.memory.TensorMemoryPeak`) of a second, untimed run of ``fn`` (the same work:
-    τ = 0), because tracking every op would distort the time."""
-    counter = TokenForwards(model)
+    Token-forwards: what the sampler counted into ``stats`` at each of its model calls (rows x positions), or
+    with ``hook`` (the reference, which takes no stats) a hook on the input embedding (every position a forward
+    processes). The two agree (tests/bench/test_decode.py); only the engine's count works for torch.compile'd
+    forwards, which would trace a hook into their graph.
+
+    Peak working memory: on CUDA the allocator peak over the start, in the timed run; on CPU the live-tensor peak
+    (:class:`spg_lib.bench.memory.TensorMemoryPeak`) of a second, untimed run of ``fn`` (the same work: τ = 0),
+    because tracking every op would distort the time. Not on CPU for ``compiled`` modes (None): inductor's
+    kernels allocate their buffers below the dispatcher, where the tracker cannot see them."""
+    counter = TokenForwards(model) if hook else None
+    stats: dict[str, Any] = {}
     try:
-        out, seconds, peak = _timed(device, fn)
+        out, seconds, peak = _timed(device, lambda: fn(stats))
     finally:
-        counter.close()
-    if peak is None:
+        if counter is not None:
+            counter.close()
+    if peak is None and not compiled:
         with TensorMemoryPeak() as mem:
-            fn()
+            fn({})
         peak = mem.peak
-    return out, seconds, counter.count, peak
+    return out, seconds, counter.count if counter is not None else int(stats["token_forwards"]), peak
 
 
 def _print_table(rows: list[dict[str, Any]], with_accuracy: bool) -> None:
@@ -148,10 +165,11 @@ def _print_table(rows: list[dict[str, Any]], with_accuracy: bool) -> None:
     for r in rows:
         per_row = r["peak_bytes_per_row"]
         r["memory_vs_ref"] = None if per_row is None or not ref_row else per_row / ref_row
-    cols = [("mode", 27), ("time s", 8), ("tokens/s", 10), ("x ref", 6), ("fwd tok/compl", 13), ("x fewer", 7),
+    name_w = max(27, *(len(r["mode"]) for r in rows))
+    cols = [("mode", name_w), ("time s", 8), ("tokens/s", 10), ("x ref", 6), ("fwd tok/compl", 13), ("x fewer", 7),
             ("peak MiB", 8), ("MiB/row", 8), ("mem/row x ref", 13), ("= exact", 7)] + (
         [("accuracy %", 10)] if with_accuracy else [])
-    print("| " + " | ".join(f"{n:27s}" if w == 27 else f"{n:>{w}s}" for n, w in cols) + " |")
+    print("| " + " | ".join(f"{n:{w}s}" if i == 0 else f"{n:>{w}s}" for i, (n, w) in enumerate(cols)) + " |")
     print("|" + "|".join("-" * (w + 2) for _, w in cols) + "|")
 
     def mib(v: float | None) -> str:
@@ -164,8 +182,8 @@ def _print_table(rows: list[dict[str, Any]], with_accuracy: bool) -> None:
                  "-" if r.get("agreement") is None else f"{100 * r['agreement']:.1f}%"]
         if with_accuracy:
             cells.append(f"{r['accuracy']:.1f}" if r.get("accuracy") is not None else "(= exact)")
-        print("| " + " | ".join(f"{c:27s}" if w == 27 else f"{c:>{w}s}" for c, (_, w) in zip(cells, cols,
-                                                                                              strict=True)) + " |")
+        print("| " + " | ".join(f"{c:{w}s}" if i == 0 else f"{c:>{w}s}"
+                                for i, (c, (_, w)) in enumerate(zip(cells, cols, strict=True))) + " |")
 
 
 def _modes(spec: str) -> list[str]:
@@ -200,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
     modes = _modes(args.modes)
+    if args.compile:
+        modes += [m for m in COMPILED_MODES if m not in modes]
     device = torch.device(args.device)
     rows = _run_checkpoint(args, modes, device) if args.checkpoint else _run_random(args, modes, device)
     ok = all(r.get("exact_float64", True) for r in rows)
@@ -241,7 +261,7 @@ def _run_random(args: argparse.Namespace, modes: list[str], device: Any) -> list
     print(f"decode: batch {args.batch_size} (reference: {ref_rows} rows), prompts {int(lengths.min())}-"
           f"{int(lengths.max())} tokens (left-padded), gen {args.gen_length}, block {args.block_length}, steps "
           f"{args.steps}, temperature 0, threshold {args.threshold}")
-    warm = {**kw, "gen_length": args.block_length, "steps": 1}
+    warm = {**kw, "gen_length": 2 * args.block_length, "steps": 4}  # 2 blocks x 2 steps: every forward kind
     out: list[dict[str, Any]] = []
     exact_tokens = None
     with torch.inference_mode():
@@ -250,13 +270,17 @@ def _run_random(args: argparse.Namespace, modes: list[str], device: Any) -> list
             if opts is None:
                 generate_reference(model, ids[:1], mask[:1], **warm)
                 tokens, seconds, fwd, peak = _measure(
-                    model, device, lambda: generate_reference(model, ids[:ref_rows], mask[:ref_rows], **kw))
+                    model, device, lambda _: generate_reference(model, ids[:ref_rows], mask[:ref_rows], **kw),
+                    hook=True)
                 n = ref_rows
             else:
                 extra = {**opts, "threshold": args.threshold, "eos_id": int(cfg.eos_token_id)}
-                generate(model, ids[:2], mask[:2], **warm, **extra)
-                tokens, seconds, fwd, peak = _measure(model, device, lambda e=extra: generate(model, ids, mask, **kw,
-                                                                                               **e))
+                _, compile_s, _ = _timed(device, lambda e=extra: generate(model, ids[:2], mask[:2], **warm, **e))
+                if opts.get("compile"):
+                    print(f"{mode}: warm-up with compilation {compile_s:.1f} s (not in the table)")
+                tokens, seconds, fwd, peak = _measure(
+                    model, device, lambda st, e=extra: generate(model, ids, mask, **kw, **e, stats=st),
+                    compiled=bool(opts.get("compile")))
                 n = args.batch_size
             row = {"mode": mode, "rows": n, "concurrent_rows": 1 if opts is None else n, "seconds": seconds,
                    "tokens_per_s": n * args.gen_length / seconds, "forwards_per_completion": fwd / n,
@@ -312,9 +336,14 @@ def _run_checkpoint(args: argparse.Namespace, modes: list[str], device: Any) -> 
         opts = MODES[mode]
         if opts is None:
             continue
-        cfg = dataclasses.replace(ev, **{"cache": "none", "unmasking": "schedule", "early_stop": False, **opts})
-        (records, metrics), seconds, fwd, peak = _measure(model, device,
-                                                          lambda c=cfg: evaluate_model(model, tok, task, examples, c))
+        cfg = dataclasses.replace(ev, **{"cache": "none", "unmasking": "schedule", "early_stop": False,
+                                         "compile": False, **opts})
+        if opts.get("compile"):
+            _, compile_s, _ = _timed(device, lambda c=cfg: evaluate_model(model, tok, task, examples[:2], c))
+            print(f"{mode}: warm-up with compilation {compile_s:.1f} s (not in the table)")
+        (records, metrics), seconds, fwd, peak = _measure(
+            model, device, lambda st, c=cfg: evaluate_model(model, tok, task, examples, c, stats=st),
+            compiled=cfg.compile)
         rows.append({"mode": mode, "rows": len(examples), "concurrent_rows": min(ev.batch_size, len(examples)),
                      "seconds": seconds,
                      "tokens_per_s": len(examples) * ev.gen_length / seconds,
@@ -336,7 +365,8 @@ def _run_checkpoint(args: argparse.Namespace, modes: list[str], device: Any) -> 
     kw = {"gen_length": ev.gen_length, "block_length": ev.block_length, "steps": ev.steps,
           "mask_id": int(model.config.mask_token_id), "temperature": 0.0}
     with torch.inference_mode():
-        ref, seconds, fwd, peak = _measure(model, device, lambda: generate_reference(model, ids, mask, **kw))
+        ref, seconds, fwd, peak = _measure(model, device, lambda _: generate_reference(model, ids, mask, **kw),
+                                           hook=True)
         same = torch.equal(ref, generate(model, ids, mask, **kw))
     rows.insert(0, {"mode": "reference", "rows": len(enc), "concurrent_rows": 1, "seconds": seconds,
                     "tokens_per_s": len(enc) * ev.gen_length / seconds, "forwards_per_completion": fwd / len(enc),

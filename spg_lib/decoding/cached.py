@@ -31,6 +31,7 @@ Dimensions: B rows, P (padded) prompt length, L gen_length, K block_length, V vo
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 import torch
@@ -55,9 +56,17 @@ Unmasking = Literal["schedule", "threshold"]
 UNMASKING_MODES: tuple[str, ...] = get_args(Unmasking)
 
 __all__ = [
-    "CACHE_MODES", "UNMASKING_MODES", "CacheMode", "Unmasking", "check_engine_config", "generate_cached",
-    "supports_kv_cache",
+    "CACHE_MODES", "UNMASKING_MODES", "CacheMode", "Unmasking", "cache_forwards", "check_engine_config",
+    "generate_cached", "supports_kv_cache",
 ]
+
+# Devices on which the cache modes run the head on every position of the block ([B*K, D] @ [D, V]) and mask the
+# confidences, instead of gathering the masked positions first: no host synchronisation per step for their
+# indices (on a GPU the sync stalls the launch queue; on CPU the gathered rows are cheaper). Same tokens.
+DENSE_HEAD_DEVICES: tuple[str, ...] = ("cuda",)
+
+# torch.compile'd KV-cache forwards, one pair per model class (compiled on first use, reused by later calls)
+_COMPILED: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
 
 def supports_kv_cache(model: Any) -> bool:
@@ -65,6 +74,25 @@ def supports_kv_cache(model: Any) -> bool:
     from spg_lib.models.capabilities import probe
 
     return probe(model).kv_cache
+
+
+def cache_forwards(model: Any, compile: bool = False) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The two KV-cache forwards of ``model``: ``fill(x, attention_mask=, output_range=) -> (hidden, cache)`` and
+    ``cached(x_slice, cache, slice_range, output_range=) -> hidden``.
+
+    With ``compile`` they are the class's ``hidden_states_kv`` / ``hidden_states_cached`` through
+    ``torch.compile(dynamic=True)`` (batch, canvas length and block position vary between calls; the model is an
+    argument, so one compilation serves every instance and weight update). Compilation happens on the first call
+    (tens of seconds on CPU) and is then reused; the numbers equal the eager forward's up to float rounding.
+    """
+    if not compile:
+        return model.hidden_states_kv, model.hidden_states_cached
+    cls = type(model)
+    if cls not in _COMPILED:
+        _COMPILED[cls] = (torch.compile(cls.hidden_states_kv, dynamic=True),
+                          torch.compile(cls.hidden_states_cached, dynamic=True))
+    fill, cached = _COMPILED[cls]
+    return (lambda *a, **k: fill(model, *a, **k)), (lambda *a, **k: cached(model, *a, **k))
 
 
 def count_forward(stats: dict | None, rows: int, positions: int) -> None:
@@ -86,6 +114,10 @@ def check_engine_config(section: Any, name: str) -> None:
         raise ValueError(f"{name}.threshold must be a number in [0, 1], got {threshold!r}")
     if not isinstance(section.early_stop, bool):
         raise ValueError(f"{name}.early_stop must be true or false, got {section.early_stop!r}")
+    if not isinstance(section.compile, bool):
+        raise ValueError(f"{name}.compile must be true or false, got {section.compile!r}")
+    if section.compile and cache == "none":
+        raise ValueError(f"{name}.compile compiles the KV-cache forwards: it needs {name}.cache prefix or dual")
     approximate = cache != "none" or unmasking != "schedule" or section.early_stop
     if approximate and getattr(section, "redecode_earlier_masks", False):
         raise ValueError(f"{name}.cache/unmasking/early_stop need {name}.redecode_earlier_masks false (faithful "
@@ -137,6 +169,7 @@ def generate_cached(
     eos_id: int | None = None,
     refresh_every_step: bool = False,
     stats: dict | None = None,
+    compile: bool = False,
 ) -> torch.Tensor:
     """Decode like :func:`spg_lib.decoding.generate` with the engine's options (module docstring).
 
@@ -150,6 +183,7 @@ def generate_cached(
             logits from the cached forward (the cache then holds what a full forward computes: exact).
         stats: optional dict; receives token_forwards (sum of rows x positions over forwards), forwards, steps
             (denoising steps run) and cache (the mode used after any fallback); counts are added to what it holds.
+        compile: run the cache forwards through ``torch.compile`` (:func:`cache_forwards`); prefix/dual only.
 
     Returns:
         LongTensor [B, P + L]: prompts unchanged, then the generated tokens.
@@ -163,6 +197,10 @@ def generate_cached(
     )
     check_engine_args(cache, unmasking, threshold, early_stop, refresh_every_step, cfg_scale=0.0,
                       redecode_earlier_masks=False, remasking=remasking)
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be True or False, got {compile!r}")
+    if compile and cache == "none":
+        raise ValueError("compile needs cache prefix or dual (it compiles the KV-cache forwards)")
     if early_stop and eos_id is None:
         eos_id = getattr(getattr(model, "config", None), "eos_token_id", None)
         if not isinstance(eos_id, int):
@@ -171,6 +209,8 @@ def generate_cached(
         warnings.warn(f"cache={cache}: {type(model).__name__} has no KV-cache forward; decoding with cache none",
                       stacklevel=2)
         cache = "none"
+    fill, cached = cache_forwards(model, compile) if cache != "none" else (None, None)
+    dense = cache != "none" and prompt_ids.device.type in DENSE_HEAD_DEVICES
     thr = float(threshold)
     B, P, L, K = plan.batch_size, plan.prompt_length, plan.gen_length, plan.block_length
     S_b = plan.steps_per_block
@@ -232,7 +272,8 @@ def generate_cached(
                 if not busy[i] and vocab is not None:
                     draws(vocab, rows_n)  # nothing to transfer: skip the forward, keep the stream aligned
                     continue
-                rows, cols = masked.nonzero(as_tuple=True)  # [N] each
+                if not dense:
+                    rows, cols = masked.nonzero(as_tuple=True)  # [N] each (a host sync)
                 if stats is not None:
                     stats["steps"] += 1
                 if cache == "none":
@@ -240,21 +281,28 @@ def generate_cached(
                                            cfg_scale=0.0, prompt_length=P0, mask_id=mask_id, stats=stats)
                 else:
                     if i == 0 or refresh_every_step:
-                        hidden, kv = model.hidden_states_kv(x, attention_mask=m, output_range=(start, end))
+                        hidden, kv = fill(x, attention_mask=m, output_range=(start, end))
                         count_forward(stats, rows_n, T)
                     if i > 0 or refresh_every_step:
                         hi = T if cache == "prefix" else end  # prefix: block + suffix; dual: the block only
-                        hidden = model.hidden_states_cached(x[:, start:hi], kv, (start, hi), output_range=(start, end))
+                        # contiguous: a compiled forward would otherwise guard on the canvas stride
+                        hidden = cached(x[:, start:hi].contiguous(), kv, (start, hi), output_range=(start, end))
                         count_forward(stats, rows_n, hi - start)
-                    logits = at_least_fp32(workspace.head(model, hidden[rows, cols]))  # [N, V]
+                    h = hidden.reshape(-1, hidden.shape[-1]) if dense else hidden[rows, cols]  # [B_a*K | N, D]
+                    logits = at_least_fp32(workspace.head(model, h))  # [B_a*K | N, V]
                 vocab = logits.shape[-1]
                 gumbel, uniform = draws(vocab, rows_n)
-                proposal = logits.argmax(dim=-1) if gumbel is None else gumbel_max(logits, gumbel[rows, cols],
-                                                                                   temperature)  # [N]
+                if gumbel is not None:
+                    gumbel = gumbel.reshape(-1, vocab) if dense else gumbel[rows, cols]
+                proposal = logits.argmax(dim=-1) if gumbel is None else gumbel_max(logits, gumbel, temperature)
                 if uniform is None:
-                    probs = workspace.softmax(logits)  # [N, V]
-                    confidence = torch.full(masked.shape, float("-inf"), dtype=probs.dtype, device=device)
-                    confidence[rows, cols] = probs.gather(-1, proposal[:, None]).squeeze(-1)
+                    probs = workspace.softmax(logits)  # [B_a*K | N, V]
+                    picked = probs.gather(-1, proposal[:, None]).squeeze(-1)
+                    if dense:
+                        confidence = picked.view(masked.shape).masked_fill(~masked, float("-inf"))  # [B_a, K]
+                    else:
+                        confidence = torch.full(masked.shape, float("-inf"), dtype=probs.dtype, device=device)
+                        confidence[rows, cols] = picked
                 else:
                     confidence = uniform.masked_fill(~masked, float("-inf"))  # [B_a, K]
                 if unmasking == "schedule":
@@ -264,8 +312,11 @@ def generate_cached(
                 else:
                     best = torch.zeros_like(masked).scatter(1, confidence.argmax(dim=1, keepdim=True), True)
                     chosen = ((confidence > thr) | best) & masked
-                proposed = blk.clone()
-                proposed[rows, cols] = proposal
+                if dense:
+                    proposed = proposal.view(masked.shape)  # [B_a, K]; only chosen (masked) positions are used
+                else:
+                    proposed = blk.clone()
+                    proposed[rows, cols] = proposal
                 x[:, start:end] = torch.where(chosen, proposed, blk)
             if active is not None:
                 work[active, start:end] = x[:, start:end]

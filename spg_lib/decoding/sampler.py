@@ -265,6 +265,7 @@ def generate(
     eos_id: int | None = None,
     refresh_every_step: bool = False,
     stats: dict | None = None,
+    compile: bool = False,
 ) -> torch.Tensor:
     """Decode ``gen_length`` tokens after left-padded prompts with the LLaDA block sampler (batched).
 
@@ -287,7 +288,7 @@ def generate(
             | "bfloat16" | "model" (the model's dtype, SPG's rollout sampler); see :func:`draw_gumbel`.
         keep_mode: False: decode in eval mode (no dropout). True: in the model's current train/eval mode (the
             official trainers roll out in train mode, LoRA dropout active); either way it is restored afterwards.
-        cache, unmasking, threshold, early_stop, eos_id, refresh_every_step: the approximate engine's options
+        cache, unmasking, threshold, early_stop, eos_id, refresh_every_step, compile: the approximate engine's options
             (:func:`spg_lib.decoding.cached.generate_cached`); the defaults (none, schedule, no early stop) run
             this exact sampler, anything else that engine.
         stats: optional dict receiving token_forwards (rows x positions summed over model forwards), forwards
@@ -314,7 +315,7 @@ def generate(
         redecode_earlier_masks=redecode_earlier_masks,
         gumbel_dtype=gumbel_dtype,
     )
-    if cache != "none" or unmasking != "schedule" or early_stop or refresh_every_step:
+    if cache != "none" or unmasking != "schedule" or early_stop or refresh_every_step or compile:
         check_engine_args(cache, unmasking, threshold, early_stop, refresh_every_step, cfg_scale=cfg_scale,
                           redecode_earlier_masks=redecode_earlier_masks, remasking=remasking)
         return generate_cached(
@@ -322,6 +323,7 @@ def generate(
             mask_id=mask_id, temperature=temperature, remasking=remasking, generator=generator,
             gumbel_dtype=gumbel_dtype, keep_mode=keep_mode, cache=cache, unmasking=unmasking, threshold=threshold,
             early_stop=early_stop, eos_id=eos_id, refresh_every_step=refresh_every_step, stats=stats,
+            compile=compile,
         )
     B, P, L, K = plan.batch_size, plan.prompt_length, plan.gen_length, plan.block_length
     device = prompt_ids.device

@@ -302,7 +302,8 @@ class LLaDAModel(nn.Module):
             real = attention_mask.to(torch.bool)  # [B, T]
             if position_ids is None:
                 position_ids = (real.long().cumsum(-1) - 1).clamp(min=0)  # [B, T]
-            if not bool(real.all()):
+            # (under torch.compile the mask is always applied: a data-dependent branch would break the graph)
+            if torch.compiler.is_compiling() or not bool(real.all()):
                 # A row with no real token at all would give a fully masked softmax (NaN); let it see everything.
                 real = real | ~real.any(-1, keepdim=True)
                 key_mask = real[:, None, None, :]  # [B, 1, 1, T]

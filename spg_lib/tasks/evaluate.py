@@ -61,6 +61,8 @@ class EvalConfig:
                                              "token with confidence > threshold, >= 1 per step)")
     threshold: float = param(0.9, "confidence threshold of unmasking: threshold")
     early_stop: bool = param(False, "rows with EOS among their committed tokens stop being decoded (rest = EOS)")
+    compile: bool = param(False, "torch.compile the KV-cache forwards (cache prefix | dual; compiled once per "
+                                 "process, float rounding may differ from eager)")
     batch_size: int = param(8, "prompts per generation call")
     limit: int | None = param(None, "evaluate only the first N test examples (None: all)")
     mode: Mode = param("fixed", "fixed (defects of the official parsers corrected) | faithful (the official eval "
@@ -141,9 +143,12 @@ def encode_prompts(tokenizer: Any, task: Any, examples: list[dict], prompt_style
 
 
 def evaluate_model(
-    model: Any, tokenizer: Any, task: Any, examples: list[dict], cfg: EvalConfig,
+    model: Any, tokenizer: Any, task: Any, examples: list[dict], cfg: EvalConfig, stats: dict | None = None,
 ) -> tuple[list[dict[str, Any]], EvalMetrics]:
     """Block decoding of every example with an in-memory model, then the task's scorer.
+
+    ``stats``: optional dict that receives the sampler's counted work over every generate call (token_forwards,
+    forwards, steps: :func:`spg_lib.decoding.generate`).
 
     Decoding, scoring and prompt settings come from ``cfg`` (its model, task, data and out_dir are not read).
     Returns (records, metrics): one record per example (completion, extraction, correctness) and the
@@ -195,7 +200,7 @@ def evaluate_model(
                     mask_id=mask_id, temperature=cfg.temperature, remasking=cfg.remasking,
                     redecode_earlier_masks=cfg.redecode_earlier_masks, gumbel_dtype=cfg.gumbel_dtype,
                     generator=generator, cache=cfg.cache, unmasking=cfg.unmasking, threshold=cfg.threshold,
-                    early_stop=cfg.early_stop, eos_id=eos_id,
+                    early_stop=cfg.early_stop, eos_id=eos_id, compile=cfg.compile, stats=stats,
                 )
                 gen = out[:, -gen_length:].cpu()
                 texts = tokenizer.batch_decode(gen, skip_special_tokens=False)

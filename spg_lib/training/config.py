@@ -40,6 +40,8 @@ class RolloutConfig:
     threshold: float = param(0.9, "confidence threshold of unmasking: threshold")
     early_stop: bool = param(False, "rows with EOS among their committed tokens stop being decoded at the next block "
                                     "(the rest of the completion is EOS)")
+    compile: bool = param(False, "torch.compile the KV-cache forwards (cache prefix | dual; compiled once per "
+                                 "process, float rounding may differ from eager)")
 
     def __post_init__(self) -> None:
         check_engine_config(self, "train.rollout")

@@ -253,6 +253,7 @@ class Trainer:
                                gumbel_dtype=cfg.rollout.gumbel_dtype, keep_mode=cfg.algo.rollout_train_mode,
                                cache=cfg.rollout.cache, unmasking=cfg.rollout.unmasking,
                                threshold=cfg.rollout.threshold, early_stop=cfg.rollout.early_stop, eos_id=self.eos_id,
+                               compile=cfg.rollout.compile,
                                generator=_gen(cfg.seed, "rollout", r, gmb, c, device=acc.device))
                 ids_all.append((j, out, p_att[cs]))
         t_gen = time.perf_counter() - t0

@@ -22,6 +22,36 @@ def test_setting_a_table_counts_and_float64_exactness(tmp_path, capsys):
         "forwards_per_completion"]
     for name in ("reference", "exact", "dual"):
         assert f"| {name} " in text
+    # working memory per row decoded at once: the reference decodes one row at a time, the others the batch
+    assert rows["reference"]["concurrent_rows"] == 1 and rows["dual"]["concurrent_rows"] == 3
+    assert rows["reference"]["memory_vs_ref"] == 1.0
+    for r in rows.values():
+        assert r["peak_bytes"] > 0
+        assert r["peak_bytes_per_row"] == r["peak_bytes"] / r["concurrent_rows"]
+
+
+def test_engine_counts_equal_the_embedding_hook_counts():
+    """The bench takes token-forwards from the sampler's stats (what works under torch.compile); a hook on the
+    input embedding sees the same positions in every eager mode."""
+    import torch
+
+    from spg_lib.bench.decode import MODES, TokenForwards, _prompts
+    from spg_lib.decoding import generate
+    from spg_lib.models import init_tiny_model
+
+    model = init_tiny_model(seed=0).eval()
+    cfg = model.config
+    ids, mask, _ = _prompts(3, 12, 103, {cfg.mask_token_id, cfg.eos_token_id, cfg.pad_token_id}, 0)
+    kw = {"gen_length": 16, "block_length": 8, "steps": 8, "mask_id": cfg.mask_token_id, "eos_id": cfg.eos_token_id}
+    for name, opts in MODES.items():
+        if opts is None or opts.get("compile"):
+            continue
+        stats: dict = {}
+        hook = TokenForwards(model)
+        with torch.inference_mode():
+            generate(model, ids, mask, **kw, **opts, stats=stats)
+        hook.close()
+        assert stats["token_forwards"] == hook.count > 0, name
 
 
 def test_setting_b_reports_accuracy_per_mode(tmp_path, capsys):

@@ -203,6 +203,38 @@ def test_bad_engine_arguments_and_settings_name_the_field(tiny) -> None:
     with pytest.raises(ValueError, match=r"evaluate\.cache.*redecode_earlier_masks"):
         EvalConfig(mode="faithful", cache="prefix")
     assert EvalConfig(mode="faithful", cache="prefix", redecode_earlier_masks=False).cache == "prefix"
+    with pytest.raises(ValueError, match="compile needs cache prefix or dual"):
+        generate(tiny, ids, mask, **_kw(tiny), compile=True)
+    with pytest.raises(ValueError, match=r"train\.rollout\.compile .* needs train\.rollout\.cache prefix or dual"):
+        RolloutConfig(compile=True)
+    with pytest.raises(ValueError, match=r"evaluate\.compile must be true or false"):
+        EvalConfig(cache="dual", compile="yes")
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_dense_head_gives_the_tokens_of_the_gathered_head(tiny, temperature, monkeypatch) -> None:
+    """The sync-free head (every block position, confidences masked; CUDA's path) decodes the same tokens."""
+    import spg_lib.decoding.cached as engine
+
+    ids, mask = model_prompts(tiny, [9, 4, 6], seed=2)
+    settings = [("prefix", "schedule"), ("dual", "schedule"), ("dual", "threshold")]
+    gathered = [generate(tiny, ids, mask, **_kw(tiny, temperature=temperature), cache=c, unmasking=u,
+                         threshold=0.2, generator=torch.Generator().manual_seed(5)) for c, u in settings]
+    monkeypatch.setattr(engine, "DENSE_HEAD_DEVICES", ("cpu",))
+    for (c, u), want in zip(settings, gathered, strict=True):
+        got = generate(tiny, ids, mask, **_kw(tiny, temperature=temperature), cache=c, unmasking=u, threshold=0.2,
+                       generator=torch.Generator().manual_seed(5))
+        assert torch.equal(got, want), (c, u)
+
+
+def test_compiled_cache_forwards_give_the_eager_tokens(tiny) -> None:
+    """compile=True runs the same KV-cache forwards through torch.compile: same tokens (float64, τ = 0), and one
+    compilation serves both cache modes and every batch / canvas size."""
+    for cache, lengths in (("dual", [8, 5, 2]), ("prefix", [8, 5, 2]), ("dual", [4, 11])):
+        ids, mask = model_prompts(tiny, lengths, seed=1)
+        eager = generate(tiny, ids, mask, **_kw(tiny), cache=cache)
+        compiled = generate(tiny, ids, mask, **_kw(tiny), cache=cache, compile=True)
+        assert torch.equal(compiled, eager), cache
 
 
 class _EvalOnes:
