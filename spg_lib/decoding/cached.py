@@ -65,8 +65,8 @@ __all__ = [
 # indices (on a GPU the sync stalls the launch queue; on CPU the gathered rows are cheaper). Same tokens.
 DENSE_HEAD_DEVICES: tuple[str, ...] = ("cuda",)
 
-# torch.compile'd KV-cache forwards, one pair per model class (compiled on first use, reused by later calls)
-_COMPILED: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+# torch.compile'd KV-cache forwards, one per model class's function (compiled on first use, reused by later calls)
+_COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
 def supports_kv_cache(model: Any) -> bool:
@@ -85,14 +85,18 @@ def cache_forwards(model: Any, compile: bool = False) -> tuple[Callable[..., Any
     argument, so one compilation serves every instance and weight update). Compilation happens on the first call
     (tens of seconds on CPU) and is then reused; the numbers equal the eager forward's up to float rounding.
     """
+    fill, cached = model.hidden_states_kv, model.hidden_states_cached  # bound (through a PEFT wrapper too)
     if not compile:
-        return model.hidden_states_kv, model.hidden_states_cached
-    cls = type(model)
-    if cls not in _COMPILED:
-        _COMPILED[cls] = (torch.compile(cls.hidden_states_kv, dynamic=True),
-                          torch.compile(cls.hidden_states_cached, dynamic=True))
-    fill, cached = _COMPILED[cls]
-    return (lambda *a, **k: fill(model, *a, **k)), (lambda *a, **k: cached(model, *a, **k))
+        return fill, cached
+
+    def compiled(method: Any) -> Callable[..., Any]:
+        func, owner = method.__func__, method.__self__  # the class's function and the module that owns it
+        if func not in _COMPILED:
+            _COMPILED[func] = torch.compile(func, dynamic=True)
+        fn = _COMPILED[func]
+        return lambda *a, **k: fn(owner, *a, **k)
+
+    return compiled(fill), compiled(cached)
 
 
 def count_forward(stats: dict | None, rows: int, positions: int) -> None:

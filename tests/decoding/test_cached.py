@@ -230,11 +230,18 @@ def test_dense_head_gives_the_tokens_of_the_gathered_head(tiny, temperature, mon
 def test_compiled_cache_forwards_give_the_eager_tokens(tiny) -> None:
     """compile=True runs the same KV-cache forwards through torch.compile: same tokens (float64, τ = 0), and one
     compilation serves both cache modes and every batch / canvas size."""
+    from spg_lib.training.run import wrap_lora
+
     for cache, lengths in (("dual", [8, 5, 2]), ("prefix", [8, 5, 2]), ("dual", [4, 11])):
         ids, mask = model_prompts(tiny, lengths, seed=1)
         eager = generate(tiny, ids, mask, **_kw(tiny), cache=cache)
         compiled = generate(tiny, ids, mask, **_kw(tiny), cache=cache, compile=True)
         assert torch.equal(compiled, eager), cache
+    # through the PEFT wrapper the trainer's rollouts use (its forwards reach the wrapped model's)
+    lora = wrap_lora(init_tiny_model(seed=0).double(), LoRASettings(enabled=True, r=4, alpha=8, dropout=0.0))
+    ids, mask = model_prompts(tiny, [6, 3], seed=4)
+    assert torch.equal(generate(lora, ids, mask, **_kw(tiny), cache="dual", compile=True),
+                       generate(lora, ids, mask, **_kw(tiny), cache="dual"))
 
 
 class _EvalOnes:
@@ -289,7 +296,7 @@ def test_trainer_rollouts_and_evaluation_use_the_configured_engine(tmp_path, mon
     assert not [w for w in caught if "KV-cache" in str(w.message)]
     assert len(history) == 1 and calls
     assert all(c["cache"] == "dual" and c["unmasking"] == "threshold" and c["threshold"] == 0.5
-               and c["early_stop"] and c["eos_id"] == tokenizer.eos_token_id for c in calls)
+               and c["early_stop"] and c["eos_id"] == tokenizer.eos_token_id and c["compile"] is False for c in calls)
     calls.clear()
     ecfg = EvalConfig(gen_length=8, block_length=4, steps=4, cache="prefix", batch_size=2, prompt_style="compact",
                       progress=False)
