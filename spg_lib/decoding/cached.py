@@ -192,7 +192,8 @@ def generate_cached(
     Returns:
         LongTensor [B, P + L]: prompts unchanged, then the generated tokens.
     """
-    from spg_lib.decoding.sampler import _block_logits, _row_groups, _Workspace, top_k_per_row
+    from spg_lib.decoding.sampler import _block_logits, _row_groups, _Workspace, cpu_rows_per_forward, top_k_per_row
+    from spg_lib.models.capabilities import probe
 
     plan = check_generate_args(
         model, prompt_ids, attention_mask, gen_length=gen_length, block_length=block_length, steps=steps,
@@ -215,6 +216,8 @@ def generate_cached(
         cache = "none"
     fill, cached = cache_forwards(model, compile) if cache != "none" else (None, None)
     dense = cache != "none" and prompt_ids.device.type in DENSE_HEAD_DEVICES
+    chunking: dict[str, int] = {}  # eager CPU: the block-boundary forward in row groups, as the exact sampler
+    row_chunks = cache != "none" and prompt_ids.device.type == "cpu" and not compile and probe(model).kv_row_chunk
     thr = float(threshold)
     B, P, L, K = plan.batch_size, plan.prompt_length, plan.gen_length, plan.block_length
     S_b = plan.steps_per_block
@@ -265,6 +268,8 @@ def generate_cached(
             m = mask if (mask is None or active is None) else mask[active]
             rows_n = x.shape[0]
             groups = _row_groups(m, rows_n, T, device) if cache == "none" else []
+            if row_chunks:
+                chunking = {"row_chunk": cpu_rows_per_forward(T)}
             schedule = num_transfer_tokens((x[:, start:end] == mask_id).sum(dim=1), S_b)  # [B_a, S_b]
             busy = (schedule.sum(dim=0) > 0).tolist() if unmasking == "schedule" else [True] * S_b  # sync
             kv = None
@@ -285,7 +290,8 @@ def generate_cached(
                                            cfg_scale=0.0, prompt_length=P0, mask_id=mask_id, stats=stats)
                 else:
                     if i == 0 or refresh_every_step:
-                        hidden, kv = fill(x, attention_mask=m, output_range=(start, end))
+                        kv = None  # (refresh: free the old cache before the new one is built)
+                        hidden, kv = fill(x, attention_mask=m, output_range=(start, end), **chunking)
                         count_forward(stats, rows_n, T)
                     if i > 0 or refresh_every_step:
                         hi = T if cache == "prefix" else end  # prefix: block + suffix; dual: the block only

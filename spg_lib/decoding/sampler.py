@@ -121,6 +121,11 @@ class _Workspace:
 CPU_TOKENS_PER_THREAD = 512
 
 
+def cpu_rows_per_forward(length: int) -> int:
+    """Rows of a [rows, length] canvas per forward call on CPU: about CPU_TOKENS_PER_THREAD tokens per thread."""
+    return max(1, CPU_TOKENS_PER_THREAD * max(1, torch.get_num_threads()) // max(1, length))
+
+
 @dataclasses.dataclass(frozen=True)
 class _RowGroup:
     """Rows [first, last) of the model batch, run in one forward without their ``lead`` leading columns (padding in
@@ -137,9 +142,7 @@ def _row_groups(mask: torch.Tensor | None, rows: int, length: int, device: torch
 
     mask: [rows, length] canvas attention mask (1 real, 0 padding; the generated part is all 1) or None.
     """
-    step = rows
-    if device.type == "cpu":
-        step = max(1, CPU_TOKENS_PER_THREAD * max(1, torch.get_num_threads()) // max(1, length))
+    step = cpu_rows_per_forward(length) if device.type == "cpu" else rows
     groups = []
     for first in range(0, rows, step):
         last = min(rows, first + step)

@@ -7,6 +7,7 @@
     caps.kv_cache       # hidden_states_kv(ids, attention_mask=, output_range=) -> (hidden, cache) and
                         # hidden_states_cached(slice_ids, kv_cache, slice_range, output_range=) (block KV cache of
                         # the fast sampler, spg_lib.decoding.cached), with the hidden head
+    caps.kv_row_chunk   # hidden_states_kv also takes row_chunk= (rows per pass into one preallocated cache)
 
 Duck-typed (signatures and attributes, never ``isinstance`` on a model class), so it imports no model code and
 sees through wrappers that forward attribute access (PEFT). A model that exposes none of these is called as
@@ -35,6 +36,7 @@ class Capabilities:
     linear_head: torch.nn.Linear | None
     logits_range: bool
     kv_cache: bool = False
+    kv_row_chunk: bool = False
 
 
 def _accepts(fn: Callable[..., Any] | None, *names: str) -> bool:
@@ -64,7 +66,8 @@ def probe(model: Any) -> Capabilities:
     kv_cache = hidden_head and _accepts(getattr(model, "hidden_states_kv", None), "attention_mask", "output_range") \
         and _accepts(getattr(model, "hidden_states_cached", None), "kv_cache", "slice_range", "output_range")
     return Capabilities(hidden_head=hidden_head, linear_head=head if plain else None,
-                        logits_range=_accepts(getattr(model, "forward", None), "logits_range"), kv_cache=kv_cache)
+                        logits_range=_accepts(getattr(model, "forward", None), "logits_range"), kv_cache=kv_cache,
+                        kv_row_chunk=kv_cache and _accepts(getattr(model, "hidden_states_kv", None), "row_chunk"))
 
 
 class ForwardOnly(torch.nn.Module):

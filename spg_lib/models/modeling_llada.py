@@ -318,8 +318,16 @@ class LLaDAModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         output_range: tuple[int, int] | None = None,
+        row_chunk: int | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
-        """:meth:`encode` (same arguments, same values) that also returns every layer's keys/values (a KVCache)."""
+        """:meth:`encode` (same arguments, same values) that also returns every layer's keys/values (a KVCache).
+
+        row_chunk: run at most this many rows per pass, each pass writing its rows into one cache allocated after
+        the first (rows are independent: the same values up to float rounding; the activations held at once are
+        those of row_chunk rows instead of B, the cache itself is the same).
+        """
+        if row_chunk is not None and 0 < row_chunk < input_ids.shape[0]:
+            return self._encode_kv_by_rows(input_ids, attention_mask, position_ids, output_range, row_chunk)
         x, sin, cos, key_mask, output_range = self._inputs(input_ids, attention_mask, position_ids, output_range)
         keys, values = [], []
         blocks = self.transformer["blocks"]
@@ -332,6 +340,49 @@ class LLaDAModel(nn.Module):
             x = x[:, output_range[0] : output_range[1]]
         cache = KVCache(keys=keys, values=values, sin=sin, cos=cos, key_mask=key_mask, batch_size=input_ids.shape[0])
         return self.transformer["ln_f"](x), cache
+
+    def _encode_kv_by_rows(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        output_range: tuple[int, int] | None,
+        row_chunk: int,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """:meth:`encode_kv` over rows [r, r + row_chunk) at a time, into one preallocated cache."""
+        B = input_ids.shape[0]
+        hidden: list[torch.Tensor] = []
+        cache: KVCache | None = None
+        masked = False  # whether any pass had a key mask (else the cache keeps None, as one pass would)
+        for r0 in range(0, B, row_chunk):
+            rows = slice(r0, min(B, r0 + row_chunk))
+            am = None if attention_mask is None else attention_mask[rows]
+            pos = position_ids if position_ids is None or position_ids.shape[0] == 1 else position_ids[rows]
+            h, part = self.encode_kv(input_ids[rows], am, pos, output_range)
+            if cache is None:
+                def full(t: torch.Tensor) -> torch.Tensor:  # [g, ...] -> an empty [B, ...] like it
+                    return t.new_empty((B, *t.shape[1:]))
+
+                per_row = part.sin.shape[0] != 1
+                cache = KVCache(
+                    keys=[full(k) for k in part.keys], values=[full(v) for v in part.values],
+                    sin=full(part.sin) if per_row else part.sin, cos=full(part.cos) if per_row else part.cos,
+                    key_mask=None if attention_mask is None else torch.ones(
+                        (B, 1, 1, part.length), dtype=torch.bool, device=input_ids.device),
+                    batch_size=B)
+            for dst, src in zip(cache.keys + cache.values, part.keys + part.values, strict=True):
+                dst[rows] = src
+            if cache.sin.shape[0] != 1:
+                cache.sin[rows], cache.cos[rows] = part.sin, part.cos
+            if part.key_mask is not None:
+                cache.key_mask[rows] = part.key_mask
+                masked = True
+            hidden.append(h)
+            del part
+        assert cache is not None  # B > row_chunk >= 1: at least one pass ran
+        if not masked:
+            cache.key_mask = None
+        return torch.cat(hidden, dim=0), cache
 
     def encode_cached(
         self,
@@ -498,9 +549,11 @@ class LLaDAModelLM(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         output_range: tuple[int, int] | None = None,
+        row_chunk: int | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
-        """:meth:`hidden_states` plus every layer's keys/values of all T positions (KV-cache capability)."""
-        return self.model.encode_kv(input_ids, attention_mask, position_ids, output_range)
+        """:meth:`hidden_states` plus every layer's keys/values of all T positions (KV-cache capability);
+        row_chunk: at most that many rows per pass into one cache (:meth:`LLaDAModel.encode_kv`)."""
+        return self.model.encode_kv(input_ids, attention_mask, position_ids, output_range, row_chunk)
 
     def hidden_states_cached(
         self,

@@ -302,3 +302,28 @@ def test_trainer_rollouts_and_evaluation_use_the_configured_engine(tmp_path, mon
                       progress=False)
     records, _ = evaluate_model(init_tiny_model(seed=0), tokenizer, _EvalOnes(), EXAMPLES[:2], ecfg)
     assert len(records) == 2 and calls and all(c["cache"] == "prefix" for c in calls)
+
+
+def test_row_chunked_fill_gives_the_cache_and_tokens_of_one_pass(tiny, monkeypatch) -> None:
+    """On CPU the block-boundary forward runs in row groups into one preallocated cache: the same cache (key
+    mask, rotary tables, keys/values) as one pass, and the same tokens."""
+    import spg_lib.decoding.sampler as sampler_module
+
+    assert probe(tiny).kv_row_chunk
+    ids, mask = model_prompts(tiny, [9, 4, 6, 9, 2], seed=3)
+    with torch.no_grad():
+        h1, one = tiny.hidden_states_kv(ids, mask, output_range=(4, 8))
+        h2, rows = tiny.hidden_states_kv(ids, mask, output_range=(4, 8), row_chunk=2)
+        torch.testing.assert_close(h2, h1, rtol=0, atol=1e-12)
+        assert torch.equal(rows.key_mask, one.key_mask) and rows.batch_size == 5
+        torch.testing.assert_close(rows.sin, one.sin, rtol=0, atol=0)
+        for a, b in zip(rows.keys + rows.values, one.keys + one.values, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+        # rows with no padding: no key mask, as one pass
+        _, unpadded = tiny.hidden_states_kv(ids[:, -2:], None, row_chunk=2)
+        assert unpadded.key_mask is None
+    settings = [("prefix", "schedule"), ("dual", "schedule"), ("dual", "threshold")]
+    whole = [generate(tiny, ids, mask, **_kw(tiny), cache=c, unmasking=u, threshold=0.2) for c, u in settings]
+    monkeypatch.setattr(sampler_module, "CPU_TOKENS_PER_THREAD", 8)  # 1 row per pass at these lengths
+    for (c, u), want in zip(settings, whole, strict=True):
+        assert torch.equal(generate(tiny, ids, mask, **_kw(tiny), cache=c, unmasking=u, threshold=0.2), want)
