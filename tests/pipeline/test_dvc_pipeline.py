@@ -49,7 +49,7 @@ def _tree_md5(path: Path) -> dict[str, str]:
 def test_dvc_repro_registers_and_round_trips_through_s3(tmp_path, seaweedfs, mlflow_server):
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):  # .gitignore: dvc refuses a git-ignored dvc.lock
         shutil.copy(ROOT / name, repo / name)
     shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
     shutil.copytree(ROOT / "data/benchmarks", repo / "data/benchmarks")
