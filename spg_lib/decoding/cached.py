@@ -131,7 +131,7 @@ def check_engine_config(section: Any, name: str) -> None:
 
 
 def check_engine_args(
-    cache: Any, unmasking: Any, threshold: Any, early_stop: Any, refresh_every_step: Any, *,
+    cache: Any, unmasking: Any, threshold: Any, early_stop: Any, refresh_every_step: Any, compile: Any = False, *,
     cfg_scale: float, redecode_earlier_masks: bool, remasking: str,
 ) -> None:
     """Validate the engine's options; every error names the argument."""
@@ -140,9 +140,12 @@ def check_engine_args(
     if unmasking not in UNMASKING_MODES:
         raise ValueError(f"unmasking must be one of {list(UNMASKING_MODES)}, got {unmasking!r}")
     _as_float(threshold, "threshold")
-    for name, value in (("early_stop", early_stop), ("refresh_every_step", refresh_every_step)):
+    for name, value in (("early_stop", early_stop), ("refresh_every_step", refresh_every_step),
+                        ("compile", compile)):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be True or False, got {value!r}")
+    if compile and cache == "none":
+        raise ValueError("compile needs cache prefix or dual (it compiles the KV-cache forwards)")
     if cfg_scale:
         raise ValueError("cfg_scale must be 0 with cache prefix/dual, threshold unmasking or early_stop")
     if redecode_earlier_masks:
@@ -200,24 +203,19 @@ def generate_cached(
         mask_id=mask_id, temperature=temperature, remasking=remasking, cfg_scale=0.0, generator=generator,
         gumbel_dtype=gumbel_dtype,
     )
-    check_engine_args(cache, unmasking, threshold, early_stop, refresh_every_step, cfg_scale=0.0,
+    check_engine_args(cache, unmasking, threshold, early_stop, refresh_every_step, compile, cfg_scale=0.0,
                       redecode_earlier_masks=False, remasking=remasking)
-    if not isinstance(compile, bool):
-        raise ValueError(f"compile must be True or False, got {compile!r}")
-    if compile and cache == "none":
-        raise ValueError("compile needs cache prefix or dual (it compiles the KV-cache forwards)")
     if early_stop and eos_id is None:
         eos_id = getattr(getattr(model, "config", None), "eos_token_id", None)
         if not isinstance(eos_id, int):
             raise ValueError("early_stop needs eos_id (the model's config has no integer eos_token_id)")
-    if cache != "none" and not supports_kv_cache(model):
+    caps = probe(model)
+    if cache != "none" and not caps.kv_cache:
         warnings.warn(f"cache={cache}: {type(model).__name__} has no KV-cache forward; decoding with cache none",
                       stacklevel=2)
         cache = "none"
     fill, cached = cache_forwards(model, compile) if cache != "none" else (None, None)
     dense = cache != "none" and prompt_ids.device.type in DENSE_HEAD_DEVICES
-    chunking: dict[str, int] = {}  # eager CPU: the block-boundary forward in row groups, as the exact sampler
-    row_chunks = cache != "none" and prompt_ids.device.type == "cpu" and not compile and probe(model).kv_row_chunk
     thr = float(threshold)
     B, P, L, K = plan.batch_size, plan.prompt_length, plan.gen_length, plan.block_length
     S_b = plan.steps_per_block
@@ -234,6 +232,9 @@ def generate_cached(
                               torch.ones((B, L), dtype=attention_mask.dtype, device=device)], dim=1)  # [B, T']
     work = canvas[:, lead:]  # [B, T'] view: writes go into canvas
     P0, T = P - lead, P + L - lead
+    # eager CPU: the block-boundary forward in row groups (the exact sampler's rule), into one cache
+    grouped_fill = cache != "none" and device.type == "cpu" and not compile and caps.kv_row_chunk
+    chunking = {"row_chunk": cpu_rows_per_forward(T)} if grouped_fill else {}
     head = "hidden" if supports_hidden_head(model) else ("range" if supports_logits_range(model) else "full")
     noise_dtype = resolve_gumbel_dtype(model, gumbel_dtype)
     workspace = _Workspace()
@@ -268,8 +269,6 @@ def generate_cached(
             m = mask if (mask is None or active is None) else mask[active]
             rows_n = x.shape[0]
             groups = _row_groups(m, rows_n, T, device) if cache == "none" else []
-            if row_chunks:
-                chunking = {"row_chunk": cpu_rows_per_forward(T)}
             schedule = num_transfer_tokens((x[:, start:end] == mask_id).sum(dim=1), S_b)  # [B_a, S_b]
             busy = (schedule.sum(dim=0) > 0).tolist() if unmasking == "schedule" else [True] * S_b  # sync
             kv = None

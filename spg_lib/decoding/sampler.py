@@ -319,7 +319,7 @@ def generate(
         gumbel_dtype=gumbel_dtype,
     )
     if cache != "none" or unmasking != "schedule" or early_stop or refresh_every_step or compile:
-        check_engine_args(cache, unmasking, threshold, early_stop, refresh_every_step, cfg_scale=cfg_scale,
+        check_engine_args(cache, unmasking, threshold, early_stop, refresh_every_step, compile, cfg_scale=cfg_scale,
                           redecode_earlier_masks=redecode_earlier_masks, remasking=remasking)
         return generate_cached(
             model, prompt_ids, attention_mask, gen_length=gen_length, block_length=block_length, steps=steps,
